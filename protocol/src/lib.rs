@@ -1,0 +1,19 @@
+//! Aula wire types shared by the client core and the server.
+//!
+//! This crate holds data only: the JSON signaling messages exchanged over the WebSocket
+//! ([`signal`]), the access-token claims and their signing ([`token`]), and the identifiers both
+//! sides use ([`ids`]). It does no IO. The protocol is documented for implementers of other
+//! clients in `docs/protocol.md`.
+#![deny(missing_docs)]
+
+pub mod ids;
+pub mod signal;
+pub mod token;
+
+pub use ids::{ParticipantId, TrackSid};
+pub use signal::{
+    LeaveReason,
+    ClientMessage, ErrorCode, IceCandidate, MediaKind, ParticipantInfo, PeerRole, RoomInfo,
+    ServerMessage, TrackInfo, TrackSource, MAX_SIGNAL_MESSAGE_BYTES, PROTOCOL_VERSION,
+};
+pub use token::{unix_now, Claims, Grants, Role, TokenError};

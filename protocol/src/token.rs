@@ -1,0 +1,343 @@
+//! Access tokens: JWTs signed (HS256) with the server's API secret.
+//!
+//! The header's `kid` names the API key, so a server with several keys knows which secret to
+//! verify with; the claims say which room the holder may join, as whom, and with what grants.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::signal::TrackSource;
+
+/// Longest identity, room name or API key accepted, in bytes.
+pub const MAX_NAME_BYTES: usize = 128;
+/// Longest display name accepted, in bytes.
+pub const MAX_DISPLAY_NAME_BYTES: usize = 256;
+
+/// What a participant is in the classroom. The role sets the default [`Grants`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Role {
+    /// Runs the class: publishes everything, writes on the board, administers the room.
+    Teacher,
+    /// Takes part: publishes camera and microphone, watches everyone.
+    Student,
+    /// Watches only.
+    Observer,
+}
+
+impl Role {
+    /// The grants a token for this role carries unless the issuer sets others.
+    pub fn default_grants(self) -> Grants {
+        match self {
+            Role::Teacher => Grants {
+                publish: vec![
+                    TrackSource::Camera,
+                    TrackSource::Microphone,
+                    TrackSource::ScreenShare,
+                ],
+                subscribe: true,
+                whiteboard_write: true,
+                room_admin: true,
+            },
+            Role::Student => Grants {
+                publish: vec![TrackSource::Camera, TrackSource::Microphone],
+                subscribe: true,
+                whiteboard_write: false,
+                room_admin: false,
+            },
+            Role::Observer => Grants {
+                publish: Vec::new(),
+                subscribe: true,
+                whiteboard_write: false,
+                room_admin: false,
+            },
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Teacher => "teacher",
+            Role::Student => "student",
+            Role::Observer => "observer",
+        })
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = TokenError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "teacher" => Ok(Role::Teacher),
+            "student" => Ok(Role::Student),
+            "observer" => Ok(Role::Observer),
+            other => Err(TokenError::InvalidClaims(format!(
+                "unknown role {other:?} (expected teacher, student or observer)"
+            ))),
+        }
+    }
+}
+
+/// What the holder of a token may do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grants {
+    /// Sources the holder may publish.
+    #[serde(default)]
+    pub publish: Vec<TrackSource>,
+    /// Whether the holder may receive others' tracks.
+    #[serde(default)]
+    pub subscribe: bool,
+    /// Whether the holder may change the whiteboard.
+    #[serde(default)]
+    pub whiteboard_write: bool,
+    /// Whether the holder may administer the room (lock the board, remove participants).
+    #[serde(default)]
+    pub room_admin: bool,
+}
+
+impl Grants {
+    /// Whether these grants allow publishing `source`.
+    pub fn can_publish(&self, source: TrackSource) -> bool {
+        self.publish.contains(&source)
+    }
+}
+
+/// The claims of an Aula access token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The API key that signed the token.
+    pub iss: String,
+    /// The participant's identity: stable across sessions, unique within a room.
+    pub sub: String,
+    /// Display name shown to others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The one room this token admits to.
+    pub room: String,
+    /// The participant's role.
+    pub role: Role,
+    /// What the participant may do.
+    pub grants: Grants,
+    /// Issued at, seconds since the Unix epoch.
+    pub iat: u64,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+}
+
+/// Why a token could not be made or was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// The token is past its expiry.
+    #[error("token expired")]
+    Expired,
+    /// The signature does not verify with the secret of the key it names.
+    #[error("token signature is invalid")]
+    BadSignature,
+    /// The token names an API key this server does not know.
+    #[error("unknown API key")]
+    UnknownKey,
+    /// The token is not a well-formed JWT of the expected algorithm.
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    /// A claim is missing, empty, too long or inconsistent.
+    #[error("invalid claims: {0}")]
+    InvalidClaims(String),
+}
+
+impl Claims {
+    /// Claims for `identity` in `room` with the role's default grants, valid for `ttl_secs`
+    /// from `now_unix`.
+    pub fn new(
+        api_key: &str,
+        room: &str,
+        identity: &str,
+        role: Role,
+        now_unix: u64,
+        ttl_secs: u64,
+    ) -> Self {
+        Self {
+            iss: api_key.to_owned(),
+            sub: identity.to_owned(),
+            name: None,
+            room: room.to_owned(),
+            role,
+            grants: role.default_grants(),
+            iat: now_unix,
+            exp: now_unix.saturating_add(ttl_secs),
+        }
+    }
+
+    /// Checks the claims are within bounds; called both when signing and when verifying.
+    pub fn validate(&self) -> Result<(), TokenError> {
+        check_name("identity (sub)", &self.sub, MAX_NAME_BYTES)?;
+        check_name("room", &self.room, MAX_NAME_BYTES)?;
+        check_name("api key (iss)", &self.iss, MAX_NAME_BYTES)?;
+        if let Some(name) = &self.name {
+            if name.len() > MAX_DISPLAY_NAME_BYTES {
+                return Err(TokenError::InvalidClaims(format!(
+                    "display name longer than {MAX_DISPLAY_NAME_BYTES} bytes"
+                )));
+            }
+        }
+        if self.exp <= self.iat {
+            return Err(TokenError::InvalidClaims(
+                "expiry is not after issue time".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Signs the claims with `api_secret` into a compact JWT.
+    pub fn sign(&self, api_secret: &str) -> Result<String, TokenError> {
+        self.validate()?;
+        if api_secret.is_empty() {
+            return Err(TokenError::InvalidClaims("empty API secret".into()));
+        }
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.iss.clone());
+        jsonwebtoken::encode(
+            &header,
+            self,
+            &EncodingKey::from_secret(api_secret.as_bytes()),
+        )
+        .map_err(|e| TokenError::Malformed(e.to_string()))
+    }
+
+    /// Verifies `token` and returns its claims. `secret_for` maps an API key to its secret.
+    /// Expiry is checked against `now_unix` with no leeway.
+    pub fn verify<'a>(
+        token: &str,
+        secret_for: impl Fn(&str) -> Option<&'a str>,
+        now_unix: u64,
+    ) -> Result<Claims, TokenError> {
+        if token.len() > 8 * 1024 {
+            return Err(TokenError::Malformed("token longer than 8 KiB".into()));
+        }
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
+        if header.alg != Algorithm::HS256 {
+            return Err(TokenError::Malformed(format!(
+                "algorithm {:?} is not accepted",
+                header.alg
+            )));
+        }
+        let key = header
+            .kid
+            .ok_or_else(|| TokenError::Malformed("header has no kid".into()))?;
+        let secret = secret_for(&key).ok_or(TokenError::UnknownKey)?;
+        let mut validation = Validation::new(Algorithm::HS256);
+        // Expiry is checked below against the caller's clock, so tests can use virtual time.
+        validation.validate_exp = false;
+        validation.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<Claims>(
+            token,
+            &DecodingKey::from_secret(secret.as_bytes()),
+            &validation,
+        )
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::BadSignature,
+            _ => TokenError::Malformed(e.to_string()),
+        })?;
+        let claims = data.claims;
+        if claims.iss != key {
+            return Err(TokenError::InvalidClaims(
+                "issuer does not match the key id".into(),
+            ));
+        }
+        claims.validate()?;
+        if now_unix >= claims.exp {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+}
+
+fn check_name(what: &str, value: &str, max: usize) -> Result<(), TokenError> {
+    if value.trim().is_empty() {
+        return Err(TokenError::InvalidClaims(format!("{what} is empty")));
+    }
+    if value.len() > max {
+        return Err(TokenError::InvalidClaims(format!(
+            "{what} longer than {max} bytes"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(TokenError::InvalidClaims(format!(
+            "{what} contains control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Seconds since the Unix epoch by the system clock.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret_for(key: &str) -> Option<&'static str> {
+        (key == "devkey").then_some("devsecret")
+    }
+
+    #[test]
+    fn signed_token_verifies_to_the_same_claims() {
+        let claims = Claims::new("devkey", "r1", "t1", Role::Teacher, 1_000, 3_600);
+        let token = claims.sign("devsecret").unwrap();
+        assert_eq!(Claims::verify(&token, secret_for, 2_000).unwrap(), claims);
+    }
+
+    #[test]
+    fn expired_wrong_secret_unknown_key_and_garbage_are_refused() {
+        let claims = Claims::new("devkey", "r1", "t1", Role::Student, 1_000, 60);
+        let token = claims.sign("devsecret").unwrap();
+        assert_eq!(
+            Claims::verify(&token, secret_for, 1_060),
+            Err(TokenError::Expired)
+        );
+        let forged = claims.sign("othersecret").unwrap();
+        assert_eq!(
+            Claims::verify(&forged, secret_for, 1_001),
+            Err(TokenError::BadSignature)
+        );
+        let other_key = Claims::new("k2", "r1", "t1", Role::Student, 1_000, 60)
+            .sign("x")
+            .unwrap();
+        assert_eq!(
+            Claims::verify(&other_key, secret_for, 1_001),
+            Err(TokenError::UnknownKey)
+        );
+        assert!(matches!(
+            Claims::verify("not.a.jwt", secret_for, 1_001),
+            Err(TokenError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn empty_identity_cannot_be_signed() {
+        let claims = Claims::new("devkey", "r1", " ", Role::Student, 1_000, 60);
+        assert!(matches!(
+            claims.sign("devsecret"),
+            Err(TokenError::InvalidClaims(_))
+        ));
+    }
+
+    #[test]
+    fn roles_parse_and_carry_default_grants() {
+        let student: Role = "student".parse().unwrap();
+        assert!(student.default_grants().can_publish(TrackSource::Camera));
+        assert!(!student.default_grants().whiteboard_write);
+        assert!(Role::Observer.default_grants().publish.is_empty());
+        assert!("admin".parse::<Role>().is_err());
+    }
+}
