@@ -7,13 +7,14 @@
 #![deny(missing_docs)]
 
 pub mod ids;
+#[cfg(feature = "rtc")]
+pub mod keyframe_requests;
 pub mod signal;
 pub mod token;
 
 pub use ids::{ParticipantId, TrackSid};
 pub use signal::{
-    LeaveReason,
-    ClientMessage, ErrorCode, IceCandidate, MediaKind, ParticipantInfo, PeerRole, RoomInfo,
-    ServerMessage, TrackInfo, TrackSource, MAX_SIGNAL_MESSAGE_BYTES, PROTOCOL_VERSION,
+    ClientMessage, ErrorCode, IceCandidate, LeaveReason, MediaKind, ParticipantInfo, PeerRole,
+    RoomInfo, ServerMessage, TrackInfo, TrackSource, MAX_SIGNAL_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
 pub use token::{unix_now, Claims, Grants, Role, TokenError};
