@@ -1,0 +1,31 @@
+//! HTTP routes: the signaling WebSocket and the health check.
+
+use std::sync::Arc;
+
+use axum::extract::{State, WebSocketUpgrade};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+use crate::session;
+use crate::state::ServerState;
+
+/// Frames larger than this close the WebSocket outright. Messages above
+/// [`aula_protocol::MAX_SIGNAL_MESSAGE_BYTES`] but below this get an error reply and the
+/// connection stays up.
+pub const MAX_WEBSOCKET_FRAME_BYTES: usize = 1024 * 1024;
+
+/// The server's routes.
+pub fn router(state: Arc<ServerState>) -> Router {
+    Router::new()
+        .route("/rtc", get(signal))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/", get(|| async { "aula-server: signaling at /rtc\n" }))
+        .with_state(state)
+}
+
+async fn signal(ws: WebSocketUpgrade, State(state): State<Arc<ServerState>>) -> impl IntoResponse {
+    ws.max_message_size(MAX_WEBSOCKET_FRAME_BYTES)
+        .max_frame_size(MAX_WEBSOCKET_FRAME_BYTES)
+        .on_upgrade(move |socket| session::run(socket, state))
+}

@@ -1,0 +1,151 @@
+//! Aula server: WebSocket signaling and a selective forwarding unit for classrooms.
+//!
+//! [`Server::start`] binds the signaling and media ports and serves until
+//! [`ServerHandle::shutdown`]. The `aula-server` binary wraps it with flags and signals; tests
+//! and benchmarks start it in-process.
+#![deny(missing_docs)]
+
+pub mod config;
+mod http;
+mod outbox;
+mod room;
+mod session;
+pub mod sfu;
+mod state;
+pub mod udp_mux;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use config::{ServerConfig, DEV_API_KEY, DEV_API_SECRET};
+
+use state::ServerState;
+use tokio::sync::watch;
+use udp_mux::UdpMux;
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// A port could not be bound.
+    #[error("cannot bind {what} on {addr}: {source}")]
+    Bind {
+        /// Which port.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The configuration has no API keys.
+    #[error("no API key configured")]
+    NoKeys,
+}
+
+/// The server entry point.
+pub struct Server;
+
+impl Server {
+    /// Binds the ports and starts serving in the background on the current tokio runtime.
+    pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
+        if config.keys.is_empty() {
+            return Err(ServerError::NoKeys);
+        }
+        let rtc_bind = SocketAddr::new(config.listen.ip(), config.rtc_port);
+        let mux = UdpMux::bind(rtc_bind, config.public_ip)
+            .await
+            .map_err(|source| ServerError::Bind {
+                what: "the media port",
+                addr: rtc_bind,
+                source,
+            })?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                what: "the signaling port",
+                addr: config.listen,
+                source,
+            })?;
+        let http_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            what: "the signaling port",
+            addr: config.listen,
+            source,
+        })?;
+        let rtc_addr = mux.local_addr().map_err(|source| ServerError::Bind {
+            what: "the media port",
+            addr: rtc_bind,
+            source,
+        })?;
+        let (shutdown, _) = watch::channel(false);
+        let state = Arc::new(ServerState {
+            keys: config.keys.clone(),
+            rooms: room::Rooms::default(),
+            mux: Arc::clone(&mux),
+            shutdown,
+        });
+        let app = http::router(Arc::clone(&state));
+        let mut stop = state.shutdown.subscribe();
+        let task = tokio::spawn(async move {
+            let graceful = async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            };
+            if let Err(err) = axum::serve(listener, app)
+                .with_graceful_shutdown(graceful)
+                .await
+            {
+                tracing::error!(error = %err, "http server failed");
+            }
+        });
+        Ok(ServerHandle {
+            http_addr,
+            rtc_addr,
+            announced_rtc_addr: mux.announced_addr(),
+            state,
+            task,
+        })
+    }
+}
+
+/// A running server.
+pub struct ServerHandle {
+    http_addr: SocketAddr,
+    rtc_addr: SocketAddr,
+    announced_rtc_addr: SocketAddr,
+    state: Arc<ServerState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// Where HTTP and WebSocket signaling listen.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The WebSocket URL clients connect to.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.http_addr)
+    }
+
+    /// Where the media socket is bound.
+    pub fn rtc_addr(&self) -> SocketAddr {
+        self.rtc_addr
+    }
+
+    /// The media address announced to clients in candidates.
+    pub fn announced_rtc_addr(&self) -> SocketAddr {
+        self.announced_rtc_addr
+    }
+
+    /// Number of open rooms.
+    pub async fn room_count(&self) -> usize {
+        self.state.rooms.count().await
+    }
+
+    /// Tells every participant the server is going away, closes their sessions and stops
+    /// listening. Returns when the HTTP server has stopped.
+    pub async fn shutdown(self) {
+        self.state.rooms.announce_shutdown().await;
+        let _ = self.state.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}

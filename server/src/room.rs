@@ -1,0 +1,348 @@
+//! Rooms and the participants in them.
+//!
+//! A room exists while someone is in it: created by the first join, closed when the last
+//! participant leaves. Every change to a room's membership or tracks is announced to the others
+//! here, so the announcements and the state cannot drift apart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+
+use aula_protocol::signal::LeaveReason;
+use aula_protocol::{
+    ErrorCode, Grants, ParticipantId, ParticipantInfo, RoomInfo, ServerMessage, TrackSid,
+};
+use tokio::sync::{Mutex, Notify};
+
+use crate::outbox::Outbox;
+use crate::sfu::{PublishedTrack, Subscriber};
+
+/// Most participants one room admits.
+pub const MAX_PARTICIPANTS_PER_ROOM: usize = 256;
+
+/// One participant's session in a room.
+pub struct Participant {
+    /// How others see it (tracks are filled in from `published` when listed).
+    pub info: ParticipantInfo,
+    /// What its token allows.
+    pub grants: Grants,
+    /// Whether it is subscribed to new tracks automatically.
+    pub auto_subscribe: bool,
+    /// Its signaling queue.
+    pub outbox: Outbox,
+    /// Its subscriber connection.
+    pub subscriber: Subscriber,
+    /// Woken to end the session from outside (duplicate identity).
+    pub kicked: Notify,
+    published: StdMutex<BTreeMap<TrackSid, Arc<PublishedTrack>>>,
+}
+
+impl Participant {
+    /// A participant with nothing published yet.
+    pub fn new(
+        info: ParticipantInfo,
+        grants: Grants,
+        auto_subscribe: bool,
+        outbox: Outbox,
+        subscriber: Subscriber,
+    ) -> Self {
+        Self {
+            info,
+            grants,
+            auto_subscribe,
+            outbox,
+            subscriber,
+            kicked: Notify::new(),
+            published: StdMutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The participant's id.
+    pub fn id(&self) -> &ParticipantId {
+        &self.info.id
+    }
+
+    /// Its published tracks.
+    pub fn published(&self) -> Vec<Arc<PublishedTrack>> {
+        self.lock_published().values().cloned().collect()
+    }
+
+    /// How others see it, with its current tracks.
+    pub fn snapshot(&self) -> ParticipantInfo {
+        let mut info = self.info.clone();
+        info.tracks = self.published().iter().map(|t| t.info.clone()).collect();
+        info
+    }
+
+    fn lock_published(&self) -> std::sync::MutexGuard<'_, BTreeMap<TrackSid, Arc<PublishedTrack>>> {
+        self.published
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[derive(Default)]
+struct RoomState {
+    participants: BTreeMap<ParticipantId, Arc<Participant>>,
+    closed: bool,
+}
+
+/// A room: its participants and their tracks.
+pub struct Room {
+    /// The room's name and incarnation id.
+    pub info: RoomInfo,
+    state: Mutex<RoomState>,
+}
+
+impl Room {
+    fn new(info: RoomInfo) -> Self {
+        Self {
+            info,
+            state: Mutex::new(RoomState::default()),
+        }
+    }
+
+    /// Adds `participant`, announces it, subscribes it to existing tracks if it asked for that,
+    /// and returns everyone else. A participant with the same identity is asked to leave.
+    async fn add(&self, participant: Arc<Participant>) -> Result<Vec<ParticipantInfo>, ErrorCode> {
+        let mut state = self.state.lock().await;
+        if state.closed {
+            return Err(ErrorCode::Internal);
+        }
+        if state.participants.len() >= MAX_PARTICIPANTS_PER_ROOM {
+            return Err(ErrorCode::RoomFull);
+        }
+        for existing in state.participants.values() {
+            if existing.info.identity == participant.info.identity {
+                existing.kicked.notify_one();
+            }
+        }
+        let others: Vec<Arc<Participant>> = state.participants.values().cloned().collect();
+        state
+            .participants
+            .insert(participant.id().clone(), Arc::clone(&participant));
+        drop(state);
+
+        let joined = ServerMessage::ParticipantJoined {
+            participant: participant.snapshot(),
+        };
+        for other in &others {
+            other.outbox.send(joined.clone());
+        }
+        if participant.auto_subscribe && participant.grants.subscribe {
+            for other in &others {
+                for track in other.published() {
+                    subscribe_or_log(&participant, track).await;
+                }
+            }
+        }
+        Ok(others.iter().map(|p| p.snapshot()).collect())
+    }
+
+    /// Removes a participant, ends its tracks for everyone, and announces it. Returns whether the
+    /// room is now empty.
+    async fn remove(&self, id: &ParticipantId, reason: LeaveReason) -> bool {
+        let mut state = self.state.lock().await;
+        let removed = state.participants.remove(id);
+        let others: Vec<Arc<Participant>> = state.participants.values().cloned().collect();
+        let empty = state.participants.is_empty();
+        drop(state);
+        let Some(removed) = removed else {
+            return empty;
+        };
+        let tracks: Vec<TrackSid> = removed.lock_published().keys().cloned().collect();
+        removed.lock_published().clear();
+        for other in &others {
+            for sid in &tracks {
+                unsubscribe_or_log(other, sid).await;
+            }
+            other.outbox.send(ServerMessage::ParticipantLeft {
+                participant_id: id.clone(),
+                reason,
+            });
+        }
+        removed.subscriber.close().await;
+        empty
+    }
+
+    /// Records a track that started arriving from `publisher`, announces it, and subscribes
+    /// everyone who subscribes automatically.
+    pub async fn publish(&self, publisher: &Arc<Participant>, track: Arc<PublishedTrack>) {
+        publisher
+            .lock_published()
+            .insert(track.info.sid.clone(), Arc::clone(&track));
+        let others = self.others(publisher.id()).await;
+        let added = ServerMessage::TrackAdded {
+            participant_id: publisher.id().clone(),
+            track: track.info.clone(),
+        };
+        for other in &others {
+            other.outbox.send(added.clone());
+            if other.auto_subscribe && other.grants.subscribe {
+                subscribe_or_log(other, Arc::clone(&track)).await;
+            }
+        }
+    }
+
+    /// Ends a published track for everyone. Returns whether it existed.
+    pub async fn unpublish(&self, publisher: &Arc<Participant>, sid: &TrackSid) -> bool {
+        if publisher.lock_published().remove(sid).is_none() {
+            return false;
+        }
+        for other in self.others(publisher.id()).await {
+            unsubscribe_or_log(&other, sid).await;
+            other.outbox.send(ServerMessage::TrackRemoved {
+                participant_id: publisher.id().clone(),
+                track_sid: sid.clone(),
+            });
+        }
+        true
+    }
+
+    /// Subscribes `subscriber` to, or unsubscribes it from, `sids`.
+    pub async fn update_subscription(
+        &self,
+        subscriber: &Arc<Participant>,
+        sids: &[TrackSid],
+        subscribe: bool,
+    ) -> Result<(), ErrorCode> {
+        let tracks = self.tracks_of_others(subscriber.id()).await;
+        if let Some(unknown) = sids.iter().find(|sid| !tracks.contains_key(*sid)) {
+            tracing::debug!(track = %unknown, "subscription to unknown track");
+            return Err(ErrorCode::UnknownTrack);
+        }
+        for sid in sids {
+            if subscribe {
+                if let Some(track) = tracks.get(sid) {
+                    subscriber
+                        .subscriber
+                        .subscribe(Arc::clone(track))
+                        .await
+                        .map_err(|_| ErrorCode::Internal)?;
+                }
+            } else {
+                subscriber
+                    .subscriber
+                    .unsubscribe(sid)
+                    .await
+                    .map_err(|_| ErrorCode::Internal)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn others(&self, id: &ParticipantId) -> Vec<Arc<Participant>> {
+        let state = self.state.lock().await;
+        state
+            .participants
+            .values()
+            .filter(|p| p.id() != id)
+            .cloned()
+            .collect()
+    }
+
+    async fn tracks_of_others(&self, id: &ParticipantId) -> HashMap<TrackSid, Arc<PublishedTrack>> {
+        self.others(id)
+            .await
+            .iter()
+            .flat_map(|p| p.published())
+            .map(|t| (t.info.sid.clone(), t))
+            .collect()
+    }
+
+    async fn everyone(&self) -> Vec<Arc<Participant>> {
+        self.state
+            .lock()
+            .await
+            .participants
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+async fn subscribe_or_log(participant: &Participant, track: Arc<PublishedTrack>) {
+    if let Err(err) = participant.subscriber.subscribe(track).await {
+        tracing::warn!(participant = %participant.info.id, error = %err, "subscription failed");
+    }
+}
+
+async fn unsubscribe_or_log(participant: &Participant, sid: &TrackSid) {
+    if let Err(err) = participant.subscriber.unsubscribe(sid).await {
+        tracing::warn!(participant = %participant.info.id, error = %err, "unsubscription failed");
+    }
+}
+
+/// Every open room on this server.
+#[derive(Default)]
+pub struct Rooms {
+    rooms: Mutex<HashMap<String, Arc<Room>>>,
+    next_id: AtomicU64,
+}
+
+impl Rooms {
+    /// A fresh id for a participant or track.
+    pub fn next_counter(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Adds `participant` to room `name`, opening the room if needed.
+    pub async fn join(
+        &self,
+        name: &str,
+        participant: Arc<Participant>,
+    ) -> Result<(Arc<Room>, Vec<ParticipantInfo>), ErrorCode> {
+        let mut rooms = self.rooms.lock().await;
+        let room = match rooms.get(name) {
+            Some(room) => Arc::clone(room),
+            None => {
+                let room = Arc::new(Room::new(RoomInfo {
+                    name: name.to_owned(),
+                    sid: format!("RM_{:08x}", self.next_counter()),
+                }));
+                rooms.insert(name.to_owned(), Arc::clone(&room));
+                tracing::info!(room = name, "room opened");
+                room
+            }
+        };
+        // Joining under the registry lock keeps a concurrent last-leave from closing the room
+        // between lookup and join.
+        let others = room.add(participant).await?;
+        Ok((room, others))
+    }
+
+    /// Removes a participant; closes the room if it is now empty.
+    pub async fn leave(&self, room: &Arc<Room>, id: &ParticipantId, reason: LeaveReason) {
+        let mut rooms = self.rooms.lock().await;
+        if room.remove(id, reason).await {
+            let mut state = room.state.lock().await;
+            if state.participants.is_empty() {
+                state.closed = true;
+                if rooms
+                    .get(&room.info.name)
+                    .is_some_and(|r| Arc::ptr_eq(r, room))
+                {
+                    rooms.remove(&room.info.name);
+                }
+                tracing::info!(room = %room.info.name, "room closed");
+            }
+        }
+    }
+
+    /// Number of open rooms.
+    pub async fn count(&self) -> usize {
+        self.rooms.lock().await.len()
+    }
+
+    /// Tells every participant of every room that the server is going away.
+    pub async fn announce_shutdown(&self) {
+        let rooms: Vec<Arc<Room>> = self.rooms.lock().await.values().cloned().collect();
+        for room in rooms {
+            for participant in room.everyone().await {
+                participant.outbox.send(ServerMessage::Leave {
+                    reason: LeaveReason::ServerShutdown,
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! One client's WebSocket session: join, then requests until it leaves or the socket drops.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aula_protocol::signal::LeaveReason;
+use aula_protocol::{
+    ClientMessage, ErrorCode, IceCandidate, ParticipantId, ParticipantInfo, PeerRole,
+    ServerMessage, TokenError, TrackInfo, TrackSid, MAX_SIGNAL_MESSAGE_BYTES, PROTOCOL_VERSION,
+};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use futures::{SinkExt, StreamExt};
+use rtc::peer_connection::transport::RTCIceCandidateInit;
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::{PeerConnectionEventHandler, RTCIceGatheringState};
+
+use crate::outbox::Outbox;
+use crate::room::{Participant, Room};
+use crate::sfu::{GatherSignal, PublishedTrack, ServerPeer, Subscriber};
+use crate::state::ServerState;
+
+/// How long a new connection may take to send `join`.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most tracks one participant may have announced or published at once.
+const MAX_TRACKS_PER_PARTICIPANT: usize = 8;
+/// Longest client track id accepted.
+const MAX_CID_BYTES: usize = 64;
+
+/// Runs a session to its end.
+pub async fn run(socket: WebSocket, server: Arc<ServerState>) {
+    let (mut sink, mut stream) = socket.split();
+    let (outbox, mut outgoing, overflowed) = Outbox::new();
+    let writer = tokio::spawn(async move {
+        while let Some(msg) = outgoing.recv().await {
+            let closing = matches!(msg, ServerMessage::Leave { .. });
+            if sink
+                .send(Message::Text(Utf8Bytes::from(msg.to_json())))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            if closing {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+
+    let joined =
+        tokio::time::timeout(JOIN_TIMEOUT, wait_for_join(&mut stream, &outbox, &server)).await;
+    let Ok(Some(mut session)) = joined else {
+        drop(outbox);
+        let _ = writer.await;
+        return;
+    };
+
+    let mut shutdown = server.shutdown.subscribe();
+    let reason = loop {
+        tokio::select! {
+            incoming = stream.next() => match incoming {
+                Some(Ok(message)) => {
+                    if let Some(reason) = session.on_ws_message(message).await {
+                        break reason;
+                    }
+                }
+                _ => break LeaveReason::ConnectionLost,
+            },
+            Some(event) = session.peer_events.recv() => session.on_peer_event(event).await,
+            _ = session.participant.kicked.notified() => {
+                outbox.send(ServerMessage::Leave { reason: LeaveReason::DuplicateIdentity });
+                break LeaveReason::DuplicateIdentity;
+            }
+            _ = overflowed.notified() => break LeaveReason::ConnectionLost,
+            _ = shutdown.changed() => {
+                outbox.send(ServerMessage::Leave { reason: LeaveReason::ServerShutdown });
+                break LeaveReason::ServerShutdown;
+            }
+        }
+    };
+    session.end(reason).await;
+    drop(outbox);
+    let _ = writer.await;
+}
+
+/// Reads messages until a valid `join`; answers everything else with an error.
+async fn wait_for_join(
+    stream: &mut futures::stream::SplitStream<WebSocket>,
+    outbox: &Outbox,
+    server: &Arc<ServerState>,
+) -> Option<Session> {
+    while let Some(Ok(message)) = stream.next().await {
+        let msg = match decode(message, outbox) {
+            Decoded::Message(msg) => msg,
+            Decoded::Skip => continue,
+            Decoded::Close => return None,
+        };
+        let ClientMessage::Join {
+            id,
+            protocol_version,
+            room,
+            token,
+            auto_subscribe,
+        } = msg
+        else {
+            outbox.send(ServerMessage::error(
+                msg.request_id(),
+                ErrorCode::NotJoined,
+                "send join first",
+            ));
+            continue;
+        };
+        match join(
+            server,
+            outbox,
+            id,
+            protocol_version,
+            &room,
+            &token,
+            auto_subscribe,
+        )
+        .await
+        {
+            Ok(session) => return Some(session),
+            Err((code, message)) => {
+                tracing::info!(code = %code, "join refused");
+                outbox.send(ServerMessage::error(Some(id), code, message));
+                // A refused join ends the connection: the client must reconnect with a new token.
+                return None;
+            }
+        }
+    }
+    None
+}
+
+enum Decoded {
+    Message(ClientMessage),
+    Skip,
+    Close,
+}
+
+fn decode(message: Message, outbox: &Outbox) -> Decoded {
+    let text = match message {
+        Message::Text(text) => text,
+        Message::Binary(bytes) => {
+            if bytes.len() > MAX_SIGNAL_MESSAGE_BYTES {
+                outbox.send(too_large(bytes.len()));
+            } else {
+                outbox.send(ServerMessage::error(
+                    None,
+                    ErrorCode::MalformedMessage,
+                    "binary frames are not signaling messages",
+                ));
+            }
+            return Decoded::Skip;
+        }
+        Message::Close(_) => return Decoded::Close,
+        Message::Ping(_) | Message::Pong(_) => return Decoded::Skip,
+    };
+    if text.len() > MAX_SIGNAL_MESSAGE_BYTES {
+        outbox.send(too_large(text.len()));
+        return Decoded::Skip;
+    }
+    match serde_json::from_str::<ClientMessage>(text.as_str()) {
+        Ok(msg) => Decoded::Message(msg),
+        Err(err) => {
+            let request_id = serde_json::from_str::<serde_json::Value>(text.as_str())
+                .ok()
+                .and_then(|v| v.get("id").and_then(|id| id.as_u64()));
+            outbox.send(ServerMessage::error(
+                request_id,
+                ErrorCode::MalformedMessage,
+                format!("not a valid signaling message: {err}"),
+            ));
+            Decoded::Skip
+        }
+    }
+}
+
+fn too_large(len: usize) -> ServerMessage {
+    ServerMessage::error(
+        None,
+        ErrorCode::MessageTooLarge,
+        format!("message of {len} bytes exceeds the {MAX_SIGNAL_MESSAGE_BYTES}-byte limit"),
+    )
+}
+
+async fn join(
+    server: &Arc<ServerState>,
+    outbox: &Outbox,
+    request_id: u64,
+    protocol_version: u32,
+    room_name: &str,
+    token: &str,
+    auto_subscribe: bool,
+) -> Result<Session, (ErrorCode, String)> {
+    if protocol_version != PROTOCOL_VERSION {
+        return Err((
+            ErrorCode::UnsupportedVersion,
+            format!("server speaks protocol version {PROTOCOL_VERSION}"),
+        ));
+    }
+    let claims = server.verify_token(token).map_err(|err| match err {
+        TokenError::Expired => (ErrorCode::TokenExpired, err.to_string()),
+        other => (ErrorCode::InvalidToken, other.to_string()),
+    })?;
+    if claims.room != room_name {
+        return Err((
+            ErrorCode::RoomMismatch,
+            "the token is for a different room".into(),
+        ));
+    }
+    let id = ParticipantId::from_counter(server.rooms.next_counter());
+    let info = ParticipantInfo {
+        id: id.clone(),
+        identity: claims.sub.clone(),
+        name: claims.name.clone().unwrap_or_else(|| claims.sub.clone()),
+        role: claims.role,
+        tracks: Vec::new(),
+    };
+    let participant = Arc::new(Participant::new(
+        info,
+        claims.grants.clone(),
+        auto_subscribe,
+        outbox.clone(),
+        Subscriber::new(Arc::clone(&server.mux), outbox.clone()),
+    ));
+    let (room, others) = server
+        .rooms
+        .join(room_name, Arc::clone(&participant))
+        .await
+        .map_err(|code| (code, "could not join the room".to_owned()))?;
+    tracing::info!(room = room_name, participant = %id, role = %claims.role, "participant joined");
+    outbox.send(ServerMessage::Joined {
+        request_id,
+        protocol_version: PROTOCOL_VERSION,
+        server_version: env!("CARGO_PKG_VERSION").to_owned(),
+        room: room.info.clone(),
+        participant: participant.snapshot(),
+        participants: others,
+    });
+    let (peer_events_tx, peer_events) = mpsc::channel(64);
+    Ok(Session {
+        server: Arc::clone(server),
+        room,
+        participant,
+        outbox: outbox.clone(),
+        publisher: None,
+        announced: HashMap::new(),
+        peer_events_tx,
+        peer_events,
+    })
+}
+
+/// Events from the publisher connection, handled on the session task.
+enum PeerEvent {
+    Track(Arc<dyn TrackRemote>),
+}
+
+struct PublisherEvents {
+    gathered: GatherSignal,
+    events: mpsc::Sender<PeerEvent>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for PublisherEvents {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        self.gathered.on_state(state);
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let _ = self.events.send(PeerEvent::Track(track)).await;
+    }
+}
+
+struct Session {
+    server: Arc<ServerState>,
+    room: Arc<Room>,
+    participant: Arc<Participant>,
+    outbox: Outbox,
+    publisher: Option<ServerPeer>,
+    /// Tracks announced with `publish_track` whose media has not arrived yet, by client id.
+    announced: HashMap<String, TrackInfo>,
+    peer_events_tx: mpsc::Sender<PeerEvent>,
+    peer_events: mpsc::Receiver<PeerEvent>,
+}
+
+impl Session {
+    /// Handles one WebSocket message; returns a reason when the session should end.
+    async fn on_ws_message(&mut self, message: Message) -> Option<LeaveReason> {
+        let msg = match decode(message, &self.outbox) {
+            Decoded::Message(msg) => msg,
+            Decoded::Skip => return None,
+            Decoded::Close => return Some(LeaveReason::ClientRequest),
+        };
+        let request_id = msg.request_id();
+        if let ClientMessage::Leave { id } = msg {
+            self.outbox.send(ServerMessage::Ok { request_id: id });
+            return Some(LeaveReason::ClientRequest);
+        }
+        if let Err((code, message)) = self.handle(msg).await {
+            self.outbox
+                .send(ServerMessage::error(request_id, code, message));
+        }
+        None
+    }
+
+    async fn handle(&mut self, msg: ClientMessage) -> Result<(), (ErrorCode, String)> {
+        match msg {
+            ClientMessage::Join { .. } => Err((ErrorCode::AlreadyJoined, "already joined".into())),
+            ClientMessage::PublishTrack {
+                id,
+                cid,
+                source,
+                name,
+                width,
+                height,
+            } => {
+                if !self.participant.grants.can_publish(source) {
+                    return Err((
+                        ErrorCode::PermissionDenied,
+                        format!("the token does not grant publishing {source:?}"),
+                    ));
+                }
+                if cid.is_empty() || cid.len() > MAX_CID_BYTES || self.announced.contains_key(&cid)
+                {
+                    return Err((
+                        ErrorCode::InvalidRequest,
+                        "cid must be unique, non-empty and at most 64 bytes".into(),
+                    ));
+                }
+                if self.announced.len() + self.participant.published().len()
+                    >= MAX_TRACKS_PER_PARTICIPANT
+                {
+                    return Err((ErrorCode::InvalidRequest, "too many tracks".into()));
+                }
+                let track = TrackInfo {
+                    sid: TrackSid::from_counter(self.server.rooms.next_counter()),
+                    kind: source.kind(),
+                    source,
+                    name: name.chars().take(128).collect(),
+                    width,
+                    height,
+                };
+                self.announced.insert(cid.clone(), track.clone());
+                self.outbox.send(ServerMessage::TrackPublished {
+                    request_id: id,
+                    cid,
+                    track,
+                });
+                Ok(())
+            }
+            ClientMessage::UnpublishTrack { id, sid } => {
+                let before = self.announced.len();
+                self.announced.retain(|_, t| t.sid != sid);
+                let existed = self.room.unpublish(&self.participant, &sid).await
+                    || self.announced.len() != before;
+                if !existed {
+                    return Err((ErrorCode::UnknownTrack, format!("no track {sid}")));
+                }
+                self.outbox.send(ServerMessage::Ok { request_id: id });
+                Ok(())
+            }
+            ClientMessage::PublisherOffer { id, sdp } => {
+                if self.publisher.is_none() {
+                    let events = self.peer_events_tx.clone();
+                    let peer = ServerPeer::new(&self.server.mux, move |gathered| {
+                        Arc::new(PublisherEvents { gathered, events })
+                            as Arc<dyn PeerConnectionEventHandler>
+                    })
+                    .await
+                    .map_err(internal)?;
+                    self.publisher = Some(peer);
+                }
+                let Some(peer) = self.publisher.as_ref() else {
+                    return Err((ErrorCode::Internal, "publisher connection missing".into()));
+                };
+                let answer = peer
+                    .answer(sdp)
+                    .await
+                    .map_err(|e| (ErrorCode::InvalidRequest, e.to_string()))?;
+                self.outbox.send(ServerMessage::PublisherAnswer {
+                    request_id: id,
+                    sdp: answer,
+                });
+                Ok(())
+            }
+            ClientMessage::SubscriberAnswer { id, sdp } => {
+                self.participant
+                    .subscriber
+                    .on_answer(sdp)
+                    .await
+                    .map_err(|e| (ErrorCode::InvalidRequest, e.to_string()))?;
+                self.outbox.send(ServerMessage::Ok { request_id: id });
+                Ok(())
+            }
+            ClientMessage::Trickle { target, candidate } => {
+                let init = candidate_init(candidate);
+                let result = match target {
+                    PeerRole::Publisher => match self.publisher.as_ref() {
+                        Some(peer) => peer
+                            .pc
+                            .add_ice_candidate(init)
+                            .await
+                            .map_err(|e| e.to_string()),
+                        None => Err("no publisher connection yet".into()),
+                    },
+                    PeerRole::Subscriber => self
+                        .participant
+                        .subscriber
+                        .add_ice_candidate(init)
+                        .await
+                        .map_err(|e| e.to_string()),
+                };
+                result.map_err(|e| (ErrorCode::InvalidRequest, format!("candidate refused: {e}")))
+            }
+            ClientMessage::UpdateSubscription {
+                id,
+                track_sids,
+                subscribe,
+            } => {
+                if subscribe && !self.participant.grants.subscribe {
+                    return Err((
+                        ErrorCode::PermissionDenied,
+                        "the token does not grant subscribing".into(),
+                    ));
+                }
+                self.room
+                    .update_subscription(&self.participant, &track_sids, subscribe)
+                    .await
+                    .map_err(|code| (code, "subscription update failed".into()))?;
+                self.outbox.send(ServerMessage::Ok { request_id: id });
+                Ok(())
+            }
+            ClientMessage::Ping { id } => {
+                self.outbox.send(ServerMessage::Pong { request_id: id });
+                Ok(())
+            }
+            ClientMessage::Leave { id } => {
+                self.outbox.send(ServerMessage::Ok { request_id: id });
+                Ok(())
+            }
+            _ => Err((ErrorCode::MalformedMessage, "unsupported message".into())),
+        }
+    }
+
+    async fn on_peer_event(&mut self, event: PeerEvent) {
+        match event {
+            PeerEvent::Track(remote) => {
+                let cid = remote.track_id().await;
+                let Some(info) = self.announced.remove(&cid) else {
+                    tracing::warn!(participant = %self.participant.id(), "media for a track that was not announced; ignored");
+                    return;
+                };
+                let Some(track) =
+                    PublishedTrack::start(info, self.participant.id().clone(), remote).await
+                else {
+                    return;
+                };
+                tracing::info!(participant = %self.participant.id(), track = %track.info.sid, kind = %track.info.kind, "track published");
+                self.room.publish(&self.participant, track).await;
+            }
+        }
+    }
+
+    async fn end(self, reason: LeaveReason) {
+        tracing::info!(participant = %self.participant.id(), ?reason, "participant left");
+        self.server
+            .rooms
+            .leave(&self.room, self.participant.id(), reason)
+            .await;
+        if let Some(peer) = self.publisher {
+            peer.close().await;
+        }
+    }
+}
+
+fn internal(err: impl std::fmt::Display) -> (ErrorCode, String) {
+    tracing::error!(error = %err, "internal error");
+    (ErrorCode::Internal, err.to_string())
+}
+
+fn candidate_init(candidate: IceCandidate) -> RTCIceCandidateInit {
+    RTCIceCandidateInit {
+        candidate: candidate.candidate,
+        sdp_mid: candidate.sdp_mid,
+        sdp_mline_index: candidate.sdp_mline_index,
+        username_fragment: candidate.username_fragment,
+        url: None,
+    }
+}

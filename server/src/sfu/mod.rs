@@ -1,0 +1,9 @@
+//! The selective forwarding unit: peer connections, published tracks and their fan-out.
+
+mod peer;
+mod published_track;
+mod subscriber;
+
+pub use peer::{GatherSignal, PeerError, ServerPeer};
+pub use published_track::{KeyframeThrottle, PublishedTrack, MIN_KEYFRAME_REQUEST_INTERVAL};
+pub use subscriber::{Negotiation, Subscriber};

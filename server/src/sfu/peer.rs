@@ -1,0 +1,157 @@
+//! Building the server's peer connections: ICE-lite, on the shared media socket.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::distr::{Alphanumeric, SampleString};
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::interceptor::{Registry, Slot};
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use tokio::sync::Notify;
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
+};
+
+use crate::udp_mux::{rewrite_candidates, UdpMux};
+use aula_protocol::keyframe_requests::{KeyframeRequestInterceptor, KEYFRAME_REQUEST_SLOT};
+
+/// Longest wait for a connection to gather its (host-only) candidates.
+const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Errors from setting up or negotiating a peer connection.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerError {
+    /// The SDP the client sent could not be applied.
+    #[error("invalid session description: {0}")]
+    InvalidSdp(String),
+    /// The WebRTC stack failed.
+    #[error("webrtc: {0}")]
+    WebRtc(#[from] webrtc::error::Error),
+}
+
+/// A server-side peer connection with the identity it is routed by.
+pub struct ServerPeer {
+    /// The connection.
+    pub pc: Arc<dyn PeerConnection>,
+    ufrag: String,
+    mux: Arc<UdpMux>,
+    gathered: GatherSignal,
+}
+
+impl ServerPeer {
+    /// Creates a connection routed on `mux`. `handler` builds the event handler from the
+    /// [`GatherSignal`] it must feed with gathering state changes.
+    pub async fn new(
+        mux: &Arc<UdpMux>,
+        handler: impl FnOnce(GatherSignal) -> Arc<dyn PeerConnectionEventHandler>,
+    ) -> Result<Self, PeerError> {
+        let ufrag = Alphanumeric.sample_string(&mut rand::rng(), 16);
+        let password = Alphanumeric.sample_string(&mut rand::rng(), 32);
+        let mut media_engine = MediaEngine::default();
+        media_engine.register_default_codecs()?;
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?.with(
+            Slot::from(KEYFRAME_REQUEST_SLOT),
+            KeyframeRequestInterceptor::default(),
+        );
+        let settings = SettingEngineBuilder::new()
+            .with_lite(true)
+            .with_ice_credentials(ufrag.clone(), password)
+            .with_include_loopback_candidate(true)
+            // No mDNS socket: it would be wrapped by the mux runtime like the media socket.
+            .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+            .build();
+        let gathered = GatherSignal::default();
+        let pc = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(media_engine)
+            .with_setting_engine(settings)
+            .with_interceptor_registry(registry)
+            .with_runtime(mux.runtime_for(&ufrag))
+            .with_handler(handler(gathered.clone()))
+            .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+            .build()
+            .await?;
+        Ok(Self {
+            pc: Arc::new(pc),
+            ufrag,
+            mux: Arc::clone(mux),
+            gathered,
+        })
+    }
+
+    /// Applies a remote offer and returns the answer, candidates included.
+    pub async fn answer(&self, offer_sdp: String) -> Result<String, PeerError> {
+        let offer = RTCSessionDescription::offer(offer_sdp)
+            .map_err(|e| PeerError::InvalidSdp(e.to_string()))?;
+        self.pc
+            .set_remote_description(offer)
+            .await
+            .map_err(|e| PeerError::InvalidSdp(e.to_string()))?;
+        let answer = self.pc.create_answer(None).await?;
+        self.pc.set_local_description(answer).await?;
+        self.completed_local_sdp().await
+    }
+
+    /// Creates an offer, applies it locally and returns it, candidates included.
+    pub async fn offer(&self) -> Result<String, PeerError> {
+        let offer = self.pc.create_offer(None).await?;
+        self.pc.set_local_description(offer).await?;
+        self.completed_local_sdp().await
+    }
+
+    /// Applies the client's answer to our offer.
+    pub async fn apply_answer(&self, answer_sdp: String) -> Result<(), PeerError> {
+        let answer = RTCSessionDescription::answer(answer_sdp)
+            .map_err(|e| PeerError::InvalidSdp(e.to_string()))?;
+        self.pc
+            .set_remote_description(answer)
+            .await
+            .map_err(|e| PeerError::InvalidSdp(e.to_string()))
+    }
+
+    async fn completed_local_sdp(&self) -> Result<String, PeerError> {
+        // Host candidates on one socket gather at once; the timeout only guards a stuck driver.
+        if !self.gathered.done.load(Ordering::Acquire) {
+            let _ = tokio::time::timeout(GATHER_TIMEOUT, self.gathered.notify.notified()).await;
+        }
+        let local = self
+            .pc
+            .local_description()
+            .await
+            .ok_or_else(|| PeerError::InvalidSdp("no local description".into()))?;
+        Ok(rewrite_candidates(&local.sdp, self.mux.announced_addr()))
+    }
+
+    /// Closes the connection and frees its route on the media socket.
+    pub async fn close(&self) {
+        if let Err(err) = self.pc.close().await {
+            tracing::debug!(error = %err, "closing peer connection");
+        }
+        self.mux.unregister(&self.ufrag);
+    }
+}
+
+/// Tells a [`ServerPeer`] its candidates are gathered. Gathering happens once per connection
+/// (there are no ICE restarts on the server side), so later negotiations do not wait.
+#[derive(Clone, Default)]
+pub struct GatherSignal {
+    notify: Arc<Notify>,
+    done: Arc<AtomicBool>,
+}
+
+impl GatherSignal {
+    /// Call on every gathering state change; wakes the waiter on `Complete`.
+    pub fn on_state(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            self.done.store(true, Ordering::Release);
+            // `notify_one` stores a permit, so a waiter arriving later still wakes.
+            self.notify.notify_one();
+        }
+    }
+}

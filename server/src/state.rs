@@ -1,0 +1,33 @@
+//! State shared by every session of a running server.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aula_protocol::{token::unix_now, Claims, TokenError};
+use tokio::sync::watch;
+
+use crate::room::Rooms;
+use crate::udp_mux::UdpMux;
+
+/// What every session needs: keys, rooms, the media socket, the shutdown signal.
+pub struct ServerState {
+    /// API key to secret.
+    pub keys: HashMap<String, String>,
+    /// Open rooms.
+    pub rooms: Rooms,
+    /// The shared media socket.
+    pub mux: Arc<UdpMux>,
+    /// Flips to `true` when the server shuts down.
+    pub shutdown: watch::Sender<bool>,
+}
+
+impl ServerState {
+    /// Verifies an access token against this server's keys and clock.
+    pub fn verify_token(&self, token: &str) -> Result<Claims, TokenError> {
+        Claims::verify(
+            token,
+            |key| self.keys.get(key).map(String::as_str),
+            unix_now(),
+        )
+    }
+}
