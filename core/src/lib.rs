@@ -1,0 +1,21 @@
+//! Aula client engine: rooms, participants, tracks, codecs and synthetic sources.
+//!
+//! [`Room::connect`] joins a room on an Aula server; the room publishes [`VideoSource`]s and
+//! [`AudioSource`]s (H.264 and Opus, encoded on dedicated threads), receives everyone else's
+//! tracks, decodes them off the async workers and hands frames to [`VideoSink`]s and
+//! [`AudioSink`]s. [`media`] holds the codecs and the synthetic sources whose stamped frames let
+//! tests and benchmarks check what arrived and how late.
+#![deny(missing_docs)]
+
+pub mod clock;
+pub mod media;
+pub mod room;
+pub mod rtp;
+pub mod signal_client;
+pub mod stats;
+
+pub use room::{
+    AudioSink, AudioSource, ConnectionState, DisconnectReason, Room, RoomError, RoomEvent,
+    RoomOptions, RoomStats, VideoPublishOptions, VideoSink, VideoSource,
+};
+pub use stats::{Percentiles, PublishedStats, ReceivedStats};

@@ -1,0 +1,797 @@
+//! The room: one async API over signaling, the two peer connections, publications and
+//! subscriptions.
+
+mod peer;
+mod publish;
+mod sinks;
+mod subscribe;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aula_protocol::signal::LeaveReason;
+use aula_protocol::{
+    Claims, ClientMessage, ErrorCode, MediaKind, ParticipantId, ParticipantInfo, RoomInfo,
+    ServerMessage, TrackInfo, TrackSid, TrackSource, PROTOCOL_VERSION,
+};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_local::TrackLocal;
+use webrtc::media_stream::track_remote::TrackRemote;
+use webrtc::peer_connection::RTCPeerConnectionState;
+
+pub use publish::{AudioSource, VideoSource, H264_FMTP};
+pub use sinks::{AudioSink, VideoSink};
+
+use crate::signal_client::{SignalClient, SignalError};
+use crate::stats::{PublishedStats, ReceivedStats};
+use peer::{ClientPeer, PeerEvent};
+use publish::LocalPublication;
+use subscribe::{RemoteSubscription, TrackOrigin};
+
+/// Room failures, as the public API reports them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RoomError {
+    /// The server could not be reached.
+    #[error("cannot reach the server: {0}")]
+    Unreachable(String),
+    /// The server refused the request.
+    #[error("refused by the server ({code}): {message}")]
+    Refused {
+        /// The server's error code.
+        code: ErrorCode,
+        /// The server's explanation.
+        message: String,
+    },
+    /// The token could not be read.
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    /// The call needs a state the room is not in (for example, it is disconnected).
+    #[error("invalid state: {0}")]
+    InvalidState(String),
+    /// An argument is out of range.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// Encoding or decoding failed.
+    #[error("media: {0}")]
+    Media(String),
+    /// The WebRTC stack failed.
+    #[error("webrtc: {0}")]
+    WebRtc(String),
+    /// The server did not answer in time.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// Something that should not fail did.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<SignalError> for RoomError {
+    fn from(err: SignalError) -> Self {
+        match err {
+            SignalError::Connect { .. } => RoomError::Unreachable(err.to_string()),
+            SignalError::Refused { code, message } => RoomError::Refused { code, message },
+            SignalError::Timeout(_) => RoomError::Timeout(err.to_string()),
+            SignalError::Closed => RoomError::InvalidState("the room is disconnected".into()),
+        }
+    }
+}
+
+/// How to join.
+#[derive(Clone, Debug)]
+pub struct RoomOptions {
+    /// Subscribe to every track in the room automatically (default `true`).
+    pub auto_subscribe: bool,
+}
+
+impl Default for RoomOptions {
+    fn default() -> Self {
+        Self {
+            auto_subscribe: true,
+        }
+    }
+}
+
+/// Something that happened in the room.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum RoomEvent {
+    /// Someone joined.
+    ParticipantJoined(ParticipantInfo),
+    /// Someone left; their tracks have ended.
+    ParticipantLeft {
+        /// Who.
+        participant_id: ParticipantId,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// Someone published a track.
+    TrackPublished {
+        /// The publisher.
+        participant_id: ParticipantId,
+        /// The track.
+        track: TrackInfo,
+    },
+    /// Someone stopped publishing a track (also sent for each track of a participant who left).
+    TrackUnpublished {
+        /// The publisher.
+        participant_id: ParticipantId,
+        /// The track.
+        track_sid: TrackSid,
+    },
+    /// Media of a subscribed track started arriving.
+    TrackSubscribed {
+        /// The publisher.
+        participant_id: ParticipantId,
+        /// The track.
+        track_sid: TrackSid,
+    },
+    /// The connection to the server changed state.
+    ConnectionStateChanged(ConnectionState),
+    /// The room is closed for this client: it left, was removed, or lost the server.
+    Disconnected {
+        /// Why.
+        reason: DisconnectReason,
+    },
+}
+
+/// State of the media connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionState {
+    /// Connecting media.
+    Connecting,
+    /// Media flows.
+    Connected,
+    /// Media stopped flowing; it may come back.
+    Interrupted,
+    /// Media failed.
+    Failed,
+}
+
+/// Why a room was disconnected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// [`Room::disconnect`] was called.
+    ClientRequest,
+    /// The server closed the session.
+    ServerRequest(LeaveReason),
+    /// The signaling connection dropped.
+    ConnectionLost,
+}
+
+/// Options for a video publication.
+#[derive(Clone, Debug)]
+pub struct VideoPublishOptions {
+    /// Camera or screen share.
+    pub source: TrackSource,
+    /// Target encoder bitrate, bit/s.
+    pub bitrate_bps: u32,
+    /// Label shown to others.
+    pub name: String,
+}
+
+impl Default for VideoPublishOptions {
+    fn default() -> Self {
+        Self {
+            source: TrackSource::Camera,
+            bitrate_bps: 1_500_000,
+            name: "camera".into(),
+        }
+    }
+}
+
+/// Everything a room has sent and received so far.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RoomStats {
+    /// Time from `connect` to the server's join reply, ms.
+    pub join_ms: f64,
+    /// Published tracks.
+    pub published: Vec<PublishedStats>,
+    /// Subscribed tracks.
+    pub received: Vec<ReceivedStats>,
+}
+
+struct Inner {
+    signal: SignalClient,
+    room: RoomInfo,
+    local: ParticipantInfo,
+    server_ip: IpAddr,
+    started: Instant,
+    join_ms: f64,
+    participants: Mutex<BTreeMap<ParticipantId, ParticipantInfo>>,
+    publisher: tokio::sync::Mutex<Option<ClientPeer>>,
+    subscriber: tokio::sync::Mutex<Option<ClientPeer>>,
+    publications: Mutex<Vec<LocalPublication>>,
+    subscriptions: Mutex<HashMap<TrackSid, RemoteSubscription>>,
+    sinks: Arc<sinks::Sinks>,
+    events: mpsc::UnboundedSender<RoomEvent>,
+    peer_events: mpsc::UnboundedSender<PeerEvent>,
+    closed: AtomicBool,
+    next_cid: AtomicU64,
+}
+
+/// A joined room. Cheap to clone; every clone is the same room.
+#[derive(Clone)]
+pub struct Room {
+    inner: Arc<Inner>,
+    event_loop: Arc<tokio::task::JoinHandle<()>>,
+}
+
+impl Room {
+    /// Joins the room named in `token` on the server at `url` (`ws://host:port`). Returns the
+    /// room and the stream of its events. Must be called within a tokio runtime.
+    pub async fn connect(
+        url: &str,
+        token: &str,
+        options: RoomOptions,
+    ) -> Result<(Room, mpsc::UnboundedReceiver<RoomEvent>), RoomError> {
+        let started = Instant::now();
+        let claims =
+            Claims::peek_unverified(token).map_err(|e| RoomError::InvalidToken(e.to_string()))?;
+        let server_ip = resolve_host(url)?;
+        let (signal, mut server_events) = SignalClient::connect(url).await?;
+        let id = signal.next_id();
+        let reply = signal
+            .request(ClientMessage::Join {
+                id,
+                protocol_version: PROTOCOL_VERSION,
+                room: claims.room.clone(),
+                token: token.to_owned(),
+                auto_subscribe: options.auto_subscribe,
+            })
+            .await?;
+        let ServerMessage::Joined {
+            room,
+            participant,
+            participants,
+            ..
+        } = reply
+        else {
+            return Err(RoomError::Internal("unexpected reply to join".into()));
+        };
+        let join_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (peer_events_tx, mut peer_events) = mpsc::unbounded_channel();
+        for other in &participants {
+            let _ = events_tx.send(RoomEvent::ParticipantJoined(other.clone()));
+        }
+        let inner = Arc::new(Inner {
+            signal,
+            room,
+            local: participant,
+            server_ip,
+            started,
+            join_ms,
+            participants: Mutex::new(
+                participants
+                    .into_iter()
+                    .map(|p| (p.id.clone(), p))
+                    .collect(),
+            ),
+            publisher: tokio::sync::Mutex::new(None),
+            subscriber: tokio::sync::Mutex::new(None),
+            publications: Mutex::new(Vec::new()),
+            subscriptions: Mutex::new(HashMap::new()),
+            sinks: Arc::new(sinks::Sinks::default()),
+            events: events_tx,
+            peer_events: peer_events_tx,
+            closed: AtomicBool::new(false),
+            next_cid: AtomicU64::new(1),
+        });
+        let weak = Arc::downgrade(&inner);
+        let event_loop = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    msg = server_events.recv() => {
+                        let Some(inner) = weak.upgrade() else { break };
+                        match msg {
+                            Some(msg) => {
+                                if !inner.on_server_message(msg).await {
+                                    break;
+                                }
+                            }
+                            None => {
+                                inner.mark_disconnected(DisconnectReason::ConnectionLost);
+                                break;
+                            }
+                        }
+                    }
+                    Some(event) = peer_events.recv() => {
+                        let Some(inner) = weak.upgrade() else { break };
+                        inner.on_peer_event(event).await;
+                    }
+                }
+            }
+        });
+        Ok((
+            Room {
+                inner,
+                event_loop: Arc::new(event_loop),
+            },
+            events,
+        ))
+    }
+
+    /// The room's name and id.
+    pub fn info(&self) -> RoomInfo {
+        self.inner.room.clone()
+    }
+
+    /// This client as the room sees it.
+    pub fn local_participant(&self) -> ParticipantInfo {
+        self.inner.local.clone()
+    }
+
+    /// Everyone else in the room, with their tracks.
+    pub fn remote_participants(&self) -> Vec<ParticipantInfo> {
+        lock(&self.inner.participants).values().cloned().collect()
+    }
+
+    /// Whether the room is still connected.
+    pub fn is_connected(&self) -> bool {
+        !self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Publishes video from `source`, encoded as H.264 on a dedicated thread.
+    pub async fn publish_video(
+        &self,
+        source: impl VideoSource,
+        options: VideoPublishOptions,
+    ) -> Result<TrackInfo, RoomError> {
+        if source.width() < 16 || source.height() < 16 || source.fps() == 0 || source.fps() > 120 {
+            return Err(RoomError::InvalidArgument(
+                "video must be at least 16x16 at 1 to 120 fps".into(),
+            ));
+        }
+        if options.source.kind() != MediaKind::Video {
+            return Err(RoomError::InvalidArgument(
+                "a video track needs a camera or screen-share source".into(),
+            ));
+        }
+        let (width, height) = (source.width(), source.height());
+        let (info, prepared, sender, pt) = self
+            .inner
+            .add_local_track(options.source, &options.name, Some((width, height)))
+            .await?;
+        let publication = publish::start_video(
+            info.clone(),
+            prepared,
+            sender,
+            pt,
+            Box::new(source),
+            options.bitrate_bps,
+        )?;
+        lock(&self.inner.publications).push(publication);
+        Ok(info)
+    }
+
+    /// Publishes audio from `source`, encoded as Opus on a dedicated thread.
+    pub async fn publish_audio(
+        &self,
+        source: impl AudioSource,
+        name: &str,
+    ) -> Result<TrackInfo, RoomError> {
+        let (info, prepared, sender, pt) = self
+            .inner
+            .add_local_track(TrackSource::Microphone, name, None)
+            .await?;
+        let publication =
+            publish::start_audio(info.clone(), prepared, sender, pt, Box::new(source))?;
+        lock(&self.inner.publications).push(publication);
+        Ok(info)
+    }
+
+    /// Stops publishing a track.
+    pub async fn unpublish(&self, sid: &TrackSid) -> Result<(), RoomError> {
+        self.inner.ensure_open()?;
+        let publication = {
+            let mut publications = lock(&self.inner.publications);
+            let index = publications
+                .iter()
+                .position(|p| &p.info.sid == sid)
+                .ok_or_else(|| RoomError::InvalidArgument(format!("no local track {sid}")))?;
+            publications.remove(index)
+        };
+        publication.stop();
+        let id = self.inner.signal.next_id();
+        self.inner
+            .signal
+            .request(ClientMessage::UnpublishTrack {
+                id,
+                sid: sid.clone(),
+            })
+            .await?;
+        let publisher = self.inner.publisher.lock().await;
+        if let Some(peer) = publisher.as_ref() {
+            peer.pc
+                .remove_track(&publication.sender)
+                .await
+                .map_err(peer::webrtc_error)?;
+            self.inner.negotiate_publisher(peer).await?;
+        }
+        Ok(())
+    }
+
+    /// Subscribes to or unsubscribes from a remote track.
+    pub async fn set_subscribed(&self, sid: &TrackSid, subscribed: bool) -> Result<(), RoomError> {
+        self.inner.ensure_open()?;
+        let id = self.inner.signal.next_id();
+        self.inner
+            .signal
+            .request(ClientMessage::UpdateSubscription {
+                id,
+                track_sids: vec![sid.clone()],
+                subscribe: subscribed,
+            })
+            .await?;
+        if !subscribed {
+            lock(&self.inner.subscriptions).remove(sid);
+        }
+        Ok(())
+    }
+
+    /// Sets (or with `None`, removes) the sink that receives every decoded video frame.
+    pub fn set_video_sink(&self, sink: Option<Arc<dyn VideoSink>>) {
+        self.inner.sinks.set_video(sink);
+    }
+
+    /// Sets (or with `None`, removes) the sink that receives every decoded audio frame.
+    pub fn set_audio_sink(&self, sink: Option<Arc<dyn AudioSink>>) {
+        self.inner.sinks.set_audio(sink);
+    }
+
+    /// What has been sent and received so far.
+    pub fn stats(&self) -> RoomStats {
+        let published = lock(&self.inner.publications)
+            .iter()
+            .map(LocalPublication::stats)
+            .collect();
+        let mut received: Vec<ReceivedStats> = lock(&self.inner.subscriptions)
+            .values()
+            .map(RemoteSubscription::stats)
+            .collect();
+        received.sort_by(|a, b| a.track_sid.cmp(&b.track_sid));
+        RoomStats {
+            join_ms: self.inner.join_ms,
+            published,
+            received,
+        }
+    }
+
+    /// Measures a signaling round trip to the server.
+    pub async fn ping(&self) -> Result<Duration, RoomError> {
+        self.inner.ensure_open()?;
+        let start = Instant::now();
+        let id = self.inner.signal.next_id();
+        self.inner
+            .signal
+            .request(ClientMessage::Ping { id })
+            .await?;
+        Ok(start.elapsed())
+    }
+
+    /// Leaves the room: stops publishing, closes both connections. Idempotent.
+    pub async fn disconnect(&self) {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let id = self.inner.signal.next_id();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.inner.signal.request(ClientMessage::Leave { id }),
+        )
+        .await;
+        self.inner.close_media().await;
+        let _ = self.inner.events.send(RoomEvent::Disconnected {
+            reason: DisconnectReason::ClientRequest,
+        });
+        self.event_loop.abort();
+    }
+
+    /// Sends a raw text frame on the signaling socket (for tests of server input handling).
+    #[doc(hidden)]
+    pub fn send_raw_signal(&self, text: String) -> Result<(), RoomError> {
+        Ok(self.inner.signal.send_raw(text)?)
+    }
+}
+
+impl Inner {
+    fn ensure_open(&self) -> Result<(), RoomError> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(RoomError::InvalidState("the room is disconnected".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Announces a track, adds it to the publisher connection and negotiates.
+    async fn add_local_track(
+        &self,
+        source: TrackSource,
+        name: &str,
+        size: Option<(u32, u32)>,
+    ) -> Result<
+        (
+            TrackInfo,
+            publish::PreparedTrack,
+            Arc<dyn webrtc::rtp_transceiver::RtpSender>,
+            u8,
+        ),
+        RoomError,
+    > {
+        self.ensure_open()?;
+        let kind = source.kind();
+        let cid = format!("{kind}-{}", self.next_cid.fetch_add(1, Ordering::Relaxed));
+        let id = self.signal.next_id();
+        let reply = self
+            .signal
+            .request(ClientMessage::PublishTrack {
+                id,
+                cid: cid.clone(),
+                source,
+                name: name.to_owned(),
+                width: size.map(|s| s.0),
+                height: size.map(|s| s.1),
+            })
+            .await?;
+        let ServerMessage::TrackPublished { track: info, .. } = reply else {
+            return Err(RoomError::Internal(
+                "unexpected reply to publish_track".into(),
+            ));
+        };
+        let prepared = publish::prepare_track(self.local.id.as_str(), &cid, kind)?;
+        let mut publisher = self.publisher.lock().await;
+        if publisher.is_none() {
+            *publisher = Some(ClientPeer::new(self.server_ip, self.peer_events.clone()).await?);
+        }
+        let Some(peer) = publisher.as_ref() else {
+            return Err(RoomError::Internal("publisher connection missing".into()));
+        };
+        let sender = peer
+            .pc
+            .add_track(Arc::clone(&prepared.track) as Arc<dyn TrackLocal>)
+            .await
+            .map_err(peer::webrtc_error)?;
+        self.negotiate_publisher(peer).await?;
+        let pt = publish::negotiated_payload_type(&sender, &prepared.codec).await?;
+        Ok((info, prepared, sender, pt))
+    }
+
+    async fn negotiate_publisher(&self, peer: &ClientPeer) -> Result<(), RoomError> {
+        let offer = peer
+            .pc
+            .create_offer(None)
+            .await
+            .map_err(peer::webrtc_error)?;
+        peer.pc
+            .set_local_description(offer)
+            .await
+            .map_err(peer::webrtc_error)?;
+        let sdp = peer.local_sdp().await?;
+        let id = self.signal.next_id();
+        let reply = self
+            .signal
+            .request(ClientMessage::PublisherOffer { id, sdp })
+            .await?;
+        let ServerMessage::PublisherAnswer { sdp, .. } = reply else {
+            return Err(RoomError::Internal(
+                "unexpected reply to publisher_offer".into(),
+            ));
+        };
+        let answer = RTCSessionDescription::answer(sdp).map_err(peer::webrtc_error)?;
+        peer.pc
+            .set_remote_description(answer)
+            .await
+            .map_err(peer::webrtc_error)
+    }
+
+    /// Handles one server event; returns `false` when the session is over.
+    async fn on_server_message(&self, msg: ServerMessage) -> bool {
+        match msg {
+            ServerMessage::ParticipantJoined { participant } => {
+                lock(&self.participants).insert(participant.id.clone(), participant.clone());
+                let _ = self.events.send(RoomEvent::ParticipantJoined(participant));
+            }
+            ServerMessage::ParticipantLeft {
+                participant_id,
+                reason,
+            } => {
+                let left = lock(&self.participants).remove(&participant_id);
+                if let Some(left) = left {
+                    let mut subscriptions = lock(&self.subscriptions);
+                    for track in &left.tracks {
+                        subscriptions.remove(&track.sid);
+                        let _ = self.events.send(RoomEvent::TrackUnpublished {
+                            participant_id: participant_id.clone(),
+                            track_sid: track.sid.clone(),
+                        });
+                    }
+                }
+                let _ = self.events.send(RoomEvent::ParticipantLeft {
+                    participant_id,
+                    reason,
+                });
+            }
+            ServerMessage::TrackAdded {
+                participant_id,
+                track,
+            } => {
+                if let Some(p) = lock(&self.participants).get_mut(&participant_id) {
+                    p.tracks.retain(|t| t.sid != track.sid);
+                    p.tracks.push(track.clone());
+                }
+                let _ = self.events.send(RoomEvent::TrackPublished {
+                    participant_id,
+                    track,
+                });
+            }
+            ServerMessage::TrackRemoved {
+                participant_id,
+                track_sid,
+            } => {
+                if let Some(p) = lock(&self.participants).get_mut(&participant_id) {
+                    p.tracks.retain(|t| t.sid != track_sid);
+                }
+                lock(&self.subscriptions).remove(&track_sid);
+                let _ = self.events.send(RoomEvent::TrackUnpublished {
+                    participant_id,
+                    track_sid,
+                });
+            }
+            ServerMessage::SubscriberOffer { sdp } => {
+                if let Err(err) = self.answer_subscriber(sdp).await {
+                    tracing::warn!(error = %err, "subscriber negotiation failed");
+                }
+            }
+            ServerMessage::Leave { reason } => {
+                self.mark_disconnected(DisconnectReason::ServerRequest(reason));
+                self.close_media().await;
+                return false;
+            }
+            ServerMessage::Error { code, message, .. } => {
+                tracing::warn!(%code, message, "server reported an error");
+            }
+            _ => {}
+        }
+        true
+    }
+
+    async fn answer_subscriber(&self, sdp: String) -> Result<(), RoomError> {
+        let mut subscriber = self.subscriber.lock().await;
+        if subscriber.is_none() {
+            *subscriber = Some(ClientPeer::new(self.server_ip, self.peer_events.clone()).await?);
+        }
+        let Some(peer) = subscriber.as_ref() else {
+            return Err(RoomError::Internal("subscriber connection missing".into()));
+        };
+        let offer = RTCSessionDescription::offer(sdp).map_err(peer::webrtc_error)?;
+        peer.pc
+            .set_remote_description(offer)
+            .await
+            .map_err(peer::webrtc_error)?;
+        let answer = peer
+            .pc
+            .create_answer(None)
+            .await
+            .map_err(peer::webrtc_error)?;
+        peer.pc
+            .set_local_description(answer)
+            .await
+            .map_err(peer::webrtc_error)?;
+        let sdp = peer.local_sdp().await?;
+        let id = self.signal.next_id();
+        self.signal
+            .request(ClientMessage::SubscriberAnswer { id, sdp })
+            .await?;
+        Ok(())
+    }
+
+    async fn on_peer_event(&self, event: PeerEvent) {
+        match event {
+            PeerEvent::Track(remote) => self.on_remote_track(remote).await,
+            PeerEvent::State(state) => {
+                let state = match state {
+                    RTCPeerConnectionState::Connected => ConnectionState::Connected,
+                    RTCPeerConnectionState::Disconnected => ConnectionState::Interrupted,
+                    RTCPeerConnectionState::Failed => ConnectionState::Failed,
+                    _ => ConnectionState::Connecting,
+                };
+                let _ = self.events.send(RoomEvent::ConnectionStateChanged(state));
+            }
+        }
+    }
+
+    async fn on_remote_track(&self, remote: Arc<dyn TrackRemote>) {
+        let participant_id = ParticipantId(remote.stream_id().await);
+        let track_sid = TrackSid(remote.track_id().await);
+        let origin = {
+            let participants = lock(&self.participants);
+            let Some(participant) = participants.get(&participant_id) else {
+                tracing::debug!(%participant_id, "media from a participant not in the room");
+                return;
+            };
+            let kind = participant
+                .tracks
+                .iter()
+                .find(|t| t.sid == track_sid)
+                .map(|t| t.kind)
+                .unwrap_or(MediaKind::Video);
+            TrackOrigin {
+                participant_id: participant_id.clone(),
+                identity: participant.identity.clone(),
+                track_sid: track_sid.clone(),
+                kind,
+                fps_hint: 30,
+            }
+        };
+        match RemoteSubscription::start(origin, remote, Arc::clone(&self.sinks), self.started) {
+            Ok(subscription) => {
+                lock(&self.subscriptions).insert(track_sid.clone(), subscription);
+                let _ = self.events.send(RoomEvent::TrackSubscribed {
+                    participant_id,
+                    track_sid,
+                });
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot receive track"),
+        }
+    }
+
+    fn mark_disconnected(&self, reason: DisconnectReason) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            let _ = self.events.send(RoomEvent::Disconnected { reason });
+        }
+    }
+
+    async fn close_media(&self) {
+        lock(&self.publications).clear();
+        lock(&self.subscriptions).clear();
+        for slot in [&self.publisher, &self.subscriber] {
+            if let Some(peer) = slot.lock().await.take() {
+                let _ = peer.pc.close().await;
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for publication in lock(&self.publications).iter() {
+            publication.stop();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The IP of the host in a `ws://` URL, to choose which local address media binds on.
+fn resolve_host(url: &str) -> Result<IpAddr, RoomError> {
+    let rest = url
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| RoomError::InvalidArgument(format!("{url:?} is not a ws:// URL")))?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let with_port = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    with_port
+        .to_socket_addrs()
+        .map_err(|e| RoomError::Unreachable(format!("cannot resolve {authority}: {e}")))?
+        .next()
+        .map(|a| a.ip())
+        .ok_or_else(|| RoomError::Unreachable(format!("{authority} has no address")))
+}

@@ -1,0 +1,408 @@
+//! Publishing: sources feed encoder threads, whose output is packetized onto local tracks.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use aula_protocol::keyframe_requests::is_keyframe_request;
+use aula_protocol::{MediaKind, TrackInfo};
+use bytes::Bytes;
+use rtc::media::Sample;
+use rtc::media_stream::MediaStreamTrack;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCRtpCodec, RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
+};
+use tokio::sync::mpsc;
+use webrtc::media_stream::track_local::static_sample::TrackLocalStaticSample;
+use webrtc::media_stream::track_local::{TrackLocal, TrackLocalEvent};
+use webrtc::rtp_transceiver::RtpSender;
+
+use crate::clock::unix_micros;
+use crate::media::{
+    AudioFrame, FrameStamp, H264Encoder, H264EncoderConfig, OpusEncoder, SyntheticAudioSource,
+    SyntheticVideoSource, VideoFrame, AUDIO_FRAME_SAMPLES, AUDIO_SAMPLE_RATE,
+};
+use crate::stats::PublishedStats;
+
+use super::RoomError;
+
+/// The H.264 profile Aula sends: constrained baseline, packetization mode 1.
+pub const H264_FMTP: &str =
+    "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f";
+/// Encoded frames queued between an encoder thread and the network before frames are dropped.
+const ENCODED_QUEUE: usize = 8;
+/// How often a track not yet negotiated looks again for its RTCP feed.
+const UNBOUND_RETRY: Duration = Duration::from_millis(100);
+
+/// A source of raw video frames, pulled at its frame rate by an encoder thread.
+pub trait VideoSource: Send + 'static {
+    /// Frame width in pixels.
+    fn width(&self) -> u32;
+    /// Frame height in pixels.
+    fn height(&self) -> u32;
+    /// Frames per second the source is pulled at.
+    fn fps(&self) -> u32;
+    /// The next frame; `stamp` says its sequence number and capture time.
+    fn capture(&mut self, stamp: FrameStamp) -> VideoFrame;
+}
+
+impl VideoSource for SyntheticVideoSource {
+    fn width(&self) -> u32 {
+        SyntheticVideoSource::width(self)
+    }
+    fn height(&self) -> u32 {
+        SyntheticVideoSource::height(self)
+    }
+    fn fps(&self) -> u32 {
+        SyntheticVideoSource::fps(self)
+    }
+    fn capture(&mut self, stamp: FrameStamp) -> VideoFrame {
+        self.frame(stamp)
+    }
+}
+
+/// A source of 20 ms frames of 48 kHz mono audio, pulled in real time by an encoder thread.
+pub trait AudioSource: Send + 'static {
+    /// The next 20 ms of audio.
+    fn next_frame(&mut self) -> AudioFrame;
+}
+
+impl AudioSource for SyntheticAudioSource {
+    fn next_frame(&mut self) -> AudioFrame {
+        SyntheticAudioSource::next_frame(self)
+    }
+}
+
+/// Counters one publication updates and [`PublishedStats`] is read from.
+#[derive(Default)]
+pub(crate) struct SendCounters {
+    pub frames: AtomicU64,
+    pub bytes: AtomicU64,
+    pub keyframes: AtomicU64,
+}
+
+/// A running publication. Dropping it stops the encoder thread and the writer.
+pub(crate) struct LocalPublication {
+    pub info: TrackInfo,
+    pub sender: Arc<dyn RtpSender>,
+    counters: Arc<SendCounters>,
+    started: Instant,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl LocalPublication {
+    pub fn stats(&self) -> PublishedStats {
+        let bytes = self.counters.bytes.load(Ordering::Relaxed);
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        PublishedStats {
+            track_sid: self.info.sid.clone(),
+            kind: self.info.kind,
+            frames_sent: self.counters.frames.load(Ordering::Relaxed),
+            bytes_sent: bytes,
+            keyframes: self.counters.keyframes.load(Ordering::Relaxed),
+            bitrate_kbps: bytes as f64 * 8.0 / 1000.0 / secs,
+        }
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for LocalPublication {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A local track ready to be added to the publisher connection.
+pub(crate) struct PreparedTrack {
+    pub track: Arc<TrackLocalStaticSample>,
+    pub ssrc: u32,
+    pub codec: RTCRtpCodec,
+}
+
+/// Makes the local track for `cid`.
+pub(crate) fn prepare_track(
+    stream_id: &str,
+    cid: &str,
+    kind: MediaKind,
+) -> Result<PreparedTrack, RoomError> {
+    let (codec, rtp_kind) = match kind {
+        MediaKind::Audio => (
+            RTCRtpCodec {
+                mime_type: "audio/opus".into(),
+                clock_rate: AUDIO_SAMPLE_RATE,
+                channels: 2,
+                sdp_fmtp_line: "minptime=10;useinbandfec=1".into(),
+                rtcp_feedback: vec![],
+            },
+            RtpCodecKind::Audio,
+        ),
+        _ => (
+            RTCRtpCodec {
+                mime_type: "video/H264".into(),
+                clock_rate: 90_000,
+                channels: 0,
+                sdp_fmtp_line: H264_FMTP.into(),
+                rtcp_feedback: vec![],
+            },
+            RtpCodecKind::Video,
+        ),
+    };
+    let ssrc = rand_ssrc();
+    let track = TrackLocalStaticSample::new(
+        Instant::now(),
+        MediaStreamTrack::new(
+            stream_id.to_owned(),
+            cid.to_owned(),
+            cid.to_owned(),
+            rtp_kind,
+            vec![RTCRtpEncodingParameters {
+                rtp_coding_parameters: RTCRtpCodingParameters {
+                    ssrc: Some(ssrc),
+                    ..Default::default()
+                },
+                codec: codec.clone(),
+                ..Default::default()
+            }],
+        ),
+    )
+    .map_err(super::peer::webrtc_error)?;
+    Ok(PreparedTrack {
+        track: Arc::new(track),
+        ssrc,
+        codec,
+    })
+}
+
+fn rand_ssrc() -> u32 {
+    // Not security relevant: SSRCs only need to differ between streams.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    static COUNTER: AtomicU64 = AtomicU64::new(1);
+    nanos.wrapping_mul(2_654_435_761)
+        ^ (COUNTER.fetch_add(1, Ordering::Relaxed) as u32).wrapping_mul(40_503)
+}
+
+/// The payload type the connection negotiated for `codec` on `sender`.
+pub(crate) async fn negotiated_payload_type(
+    sender: &Arc<dyn RtpSender>,
+    codec: &RTCRtpCodec,
+) -> Result<u8, RoomError> {
+    let params = sender
+        .get_parameters()
+        .await
+        .map_err(super::peer::webrtc_error)?;
+    params
+        .rtp_parameters
+        .codecs
+        .iter()
+        .find(|c| {
+            c.rtp_codec.mime_type.eq_ignore_ascii_case(&codec.mime_type)
+                && (codec.sdp_fmtp_line.is_empty()
+                    || !c.rtp_codec.sdp_fmtp_line.contains("packetization-mode")
+                    || c.rtp_codec.sdp_fmtp_line.contains("packetization-mode=1"))
+        })
+        .map(|c| c.payload_type)
+        .ok_or_else(|| RoomError::Internal(format!("{} was not negotiated", codec.mime_type)))
+}
+
+/// Starts a video publication: an encoder thread pulling `source`, and a writer task.
+pub(crate) fn start_video(
+    info: TrackInfo,
+    prepared: PreparedTrack,
+    sender: Arc<dyn RtpSender>,
+    payload_type: u8,
+    mut source: Box<dyn VideoSource>,
+    bitrate_bps: u32,
+) -> Result<LocalPublication, RoomError> {
+    let fps = source.fps().max(1);
+    let config = H264EncoderConfig {
+        width: source.width(),
+        height: source.height(),
+        fps,
+        bitrate_bps,
+    };
+    let mut encoder = H264Encoder::new(config).map_err(|e| RoomError::Media(e.to_string()))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let keyframe_wanted = Arc::new(AtomicBool::new(true));
+    let counters = Arc::new(SendCounters::default());
+    let (tx, rx) = mpsc::channel::<(Bytes, Duration)>(ENCODED_QUEUE);
+    let interval = Duration::from_secs(1) / fps;
+    {
+        let stop = Arc::clone(&stop);
+        let keyframe_wanted = Arc::clone(&keyframe_wanted);
+        let counters = Arc::clone(&counters);
+        thread::Builder::new()
+            .name(format!("aula-video-enc-{}", info.sid))
+            .spawn(move || {
+                let mut next = Instant::now();
+                let mut sequence = 0u32;
+                while !stop.load(Ordering::Acquire) {
+                    let stamp = FrameStamp {
+                        sequence,
+                        capture_time_us: unix_micros(),
+                    };
+                    sequence = sequence.wrapping_add(1);
+                    let frame = source.capture(stamp);
+                    let force = keyframe_wanted.swap(false, Ordering::AcqRel);
+                    match encoder.encode(&frame, force) {
+                        Ok(Some(encoded)) => {
+                            if encoded.keyframe {
+                                counters.keyframes.fetch_add(1, Ordering::Relaxed);
+                            }
+                            // A full queue means the network side is behind: drop, ask for a
+                            // keyframe so the receiver recovers from the gap.
+                            if tx.try_send((encoded.data, interval)).is_err() {
+                                if tx.is_closed() {
+                                    break;
+                                }
+                                keyframe_wanted.store(true, Ordering::Release);
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(err) => tracing::warn!(error = %err, "video encode failed"),
+                    }
+                    next += interval;
+                    let now = Instant::now();
+                    if next > now {
+                        thread::sleep(next - now);
+                    } else if now - next > interval * 4 {
+                        next = now; // fell far behind (slow machine): do not burst
+                    }
+                }
+            })
+            .map_err(|e| RoomError::Internal(format!("cannot start encoder thread: {e}")))?;
+    }
+    let writer = tokio::spawn(write_samples(
+        Arc::clone(&prepared.track),
+        prepared.ssrc,
+        payload_type,
+        rx,
+        Arc::clone(&counters),
+    ));
+    let feedback = tokio::spawn(watch_keyframe_requests(
+        Arc::clone(&prepared.track),
+        Arc::clone(&keyframe_wanted),
+    ));
+    Ok(LocalPublication {
+        info,
+        sender,
+        counters,
+        started: Instant::now(),
+        stop,
+        tasks: vec![writer, feedback],
+    })
+}
+
+/// Starts an audio publication: an Opus encoder thread pulling `source` every 20 ms.
+pub(crate) fn start_audio(
+    info: TrackInfo,
+    prepared: PreparedTrack,
+    sender: Arc<dyn RtpSender>,
+    payload_type: u8,
+    mut source: Box<dyn AudioSource>,
+) -> Result<LocalPublication, RoomError> {
+    let mut encoder = OpusEncoder::new(32_000).map_err(|e| RoomError::Media(e.to_string()))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let counters = Arc::new(SendCounters::default());
+    let (tx, rx) = mpsc::channel::<(Bytes, Duration)>(ENCODED_QUEUE);
+    let frame_duration = Duration::from_micros(
+        AUDIO_FRAME_SAMPLES as u64 * 1_000_000 / u64::from(AUDIO_SAMPLE_RATE),
+    );
+    {
+        let stop = Arc::clone(&stop);
+        thread::Builder::new()
+            .name(format!("aula-audio-enc-{}", info.sid))
+            .spawn(move || {
+                let mut next = Instant::now();
+                while !stop.load(Ordering::Acquire) {
+                    let frame = source.next_frame();
+                    match encoder.encode(&frame) {
+                        Ok(packet) => {
+                            if tx.try_send((packet, frame_duration)).is_err() && tx.is_closed() {
+                                break;
+                            }
+                        }
+                        Err(err) => tracing::warn!(error = %err, "audio encode failed"),
+                    }
+                    next += frame_duration;
+                    let now = Instant::now();
+                    if next > now {
+                        thread::sleep(next - now);
+                    } else if now - next > frame_duration * 10 {
+                        next = now;
+                    }
+                }
+            })
+            .map_err(|e| RoomError::Internal(format!("cannot start encoder thread: {e}")))?;
+    }
+    let writer = tokio::spawn(write_samples(
+        Arc::clone(&prepared.track),
+        prepared.ssrc,
+        payload_type,
+        rx,
+        Arc::clone(&counters),
+    ));
+    Ok(LocalPublication {
+        info,
+        sender,
+        counters,
+        started: Instant::now(),
+        stop,
+        tasks: vec![writer],
+    })
+}
+
+async fn write_samples(
+    track: Arc<TrackLocalStaticSample>,
+    ssrc: u32,
+    payload_type: u8,
+    mut encoded: mpsc::Receiver<(Bytes, Duration)>,
+    counters: Arc<SendCounters>,
+) {
+    while let Some((data, duration)) = encoded.recv().await {
+        let len = data.len() as u64;
+        let sample = Sample {
+            data,
+            duration,
+            ..Sample::new(Instant::now())
+        };
+        match track
+            .sample_writer(ssrc, payload_type)
+            .write_sample(&sample)
+            .await
+        {
+            Ok(()) => {
+                counters.frames.fetch_add(1, Ordering::Relaxed);
+                counters.bytes.fetch_add(len, Ordering::Relaxed);
+            }
+            Err(err) => tracing::debug!(error = %err, "sample not sent"),
+        }
+    }
+}
+
+async fn watch_keyframe_requests(
+    track: Arc<TrackLocalStaticSample>,
+    keyframe_wanted: Arc<AtomicBool>,
+) {
+    loop {
+        match track.poll().await {
+            Some(TrackLocalEvent::OnRtcpPacket(packets)) => {
+                if packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
+                    keyframe_wanted.store(true, Ordering::Release);
+                }
+            }
+            Some(_) => {}
+            None => tokio::time::sleep(UNBOUND_RETRY).await,
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Reassembles H.264 access units from RTP packets that may arrive late, twice or out of order.
+//!
+//! Plain logic over packets and arrival times (no IO), so loss and reordering are unit-tested.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+/// How long a hole in the sequence may wait for a retransmission before the frames behind it
+/// are given up on.
+pub const DEFAULT_LOSS_WAIT: Duration = Duration::from_millis(200);
+/// Most packets buffered; beyond this the oldest incomplete data is dropped.
+const MAX_BUFFERED: usize = 4096;
+
+/// One RTP packet as the assembler needs it.
+#[derive(Clone, Debug)]
+pub struct MediaPacket {
+    /// RTP sequence number.
+    pub sequence: u16,
+    /// RTP timestamp.
+    pub timestamp: u32,
+    /// Marker bit: last packet of a frame.
+    pub marker: bool,
+    /// Payload (codec-specific).
+    pub payload: Bytes,
+}
+
+/// A complete frame's packets in order.
+#[derive(Debug)]
+pub struct AssembledFrame {
+    /// RTP timestamp of the frame.
+    pub timestamp: u32,
+    /// Payloads, in sequence order.
+    pub payloads: Vec<Bytes>,
+    /// True when frames before this one were given up on: the decoder needs a keyframe.
+    pub after_loss: bool,
+}
+
+struct Buffered {
+    packet: MediaPacket,
+    arrived: Instant,
+}
+
+/// Buffers packets and releases complete frames in order.
+pub struct FrameAssembler {
+    buffer: BTreeMap<u64, Buffered>,
+    /// Extended sequence number of the next packet to release.
+    next: Option<u64>,
+    highest: Option<u64>,
+    loss_wait: Duration,
+    lost_since_last_frame: bool,
+}
+
+impl Default for FrameAssembler {
+    fn default() -> Self {
+        Self::new(DEFAULT_LOSS_WAIT)
+    }
+}
+
+impl FrameAssembler {
+    /// An assembler that waits `loss_wait` for missing packets.
+    pub fn new(loss_wait: Duration) -> Self {
+        Self {
+            buffer: BTreeMap::new(),
+            next: None,
+            highest: None,
+            loss_wait,
+            lost_since_last_frame: false,
+        }
+    }
+
+    /// Adds a packet received at `now`; returns the frames it completes.
+    pub fn push(&mut self, packet: MediaPacket, now: Instant) -> Vec<AssembledFrame> {
+        let ext = self.extend(packet.sequence);
+        if self.next.is_none() {
+            self.next = Some(ext);
+        }
+        if self.next.is_some_and(|next| ext < next) {
+            return self.drain(now); // duplicate or too late
+        }
+        self.buffer.entry(ext).or_insert(Buffered {
+            packet,
+            arrived: now,
+        });
+        while self.buffer.len() > MAX_BUFFERED {
+            self.buffer.pop_first();
+            self.lost_since_last_frame = true;
+            self.next = self.buffer.keys().next().copied();
+        }
+        self.drain(now)
+    }
+
+    /// Releases frames whose holes have waited long enough; call on a timer too.
+    pub fn poll(&mut self, now: Instant) -> Vec<AssembledFrame> {
+        self.drain(now)
+    }
+
+    fn extend(&mut self, sequence: u16) -> u64 {
+        let ext = match self.highest {
+            None => u64::from(sequence) + (1 << 16),
+            Some(highest) => {
+                let base = highest & !0xFFFF;
+                let candidates = [
+                    base.wrapping_sub(1 << 16) | u64::from(sequence),
+                    base | u64::from(sequence),
+                    (base + (1 << 16)) | u64::from(sequence),
+                ];
+                // The candidate nearest the highest seen.
+                candidates
+                    .into_iter()
+                    .min_by_key(|c| c.abs_diff(highest))
+                    .unwrap_or(base | u64::from(sequence))
+            }
+        };
+        if self.highest.is_none_or(|h| ext > h) {
+            self.highest = Some(ext);
+        }
+        ext
+    }
+
+    fn drain(&mut self, now: Instant) -> Vec<AssembledFrame> {
+        let mut frames = Vec::new();
+        while let Some(next) = self.next {
+            match self.complete_frame_from(next) {
+                Some(end) => {
+                    let packets: Vec<MediaPacket> = (next..=end)
+                        .filter_map(|seq| self.buffer.remove(&seq))
+                        .map(|b| b.packet)
+                        .collect();
+                    self.next = Some(end + 1);
+                    let timestamp = packets.first().map(|p| p.timestamp).unwrap_or(0);
+                    frames.push(AssembledFrame {
+                        timestamp,
+                        payloads: packets.into_iter().map(|p| p.payload).collect(),
+                        after_loss: std::mem::take(&mut self.lost_since_last_frame),
+                    });
+                }
+                None => {
+                    if !self.give_up_on_hole(next, now) {
+                        break;
+                    }
+                }
+            }
+        }
+        frames
+    }
+
+    /// If packets `start..` hold a whole frame, the sequence number of its last packet.
+    fn complete_frame_from(&self, start: u64) -> Option<u64> {
+        let first = self.buffer.get(&start)?;
+        let timestamp = first.packet.timestamp;
+        let mut seq = start;
+        loop {
+            let buffered = self.buffer.get(&seq)?;
+            if buffered.packet.timestamp != timestamp {
+                // The frame ended without a marker (lost marker packet is handled as a hole).
+                return None;
+            }
+            if buffered.packet.marker {
+                return Some(seq);
+            }
+            seq += 1;
+        }
+    }
+
+    /// Skips the frame at `next` if it is stuck behind a hole that has waited long enough.
+    /// Returns whether anything was skipped.
+    fn give_up_on_hole(&mut self, next: u64, now: Instant) -> bool {
+        let Some((&oldest_seq, oldest)) = self.buffer.iter().next() else {
+            return false;
+        };
+        if now.saturating_duration_since(oldest.arrived) < self.loss_wait {
+            return false;
+        }
+        // Drop everything up to the first packet that starts a new frame after `next`.
+        let stuck_timestamp = self.buffer.get(&next).map(|b| b.packet.timestamp);
+        let resume = self
+            .buffer
+            .range(oldest_seq.max(next)..)
+            .find(|(seq, b)| {
+                **seq > next
+                    && Some(b.packet.timestamp) != stuck_timestamp
+                    && self.starts_frame(**seq)
+            })
+            .map(|(seq, _)| *seq);
+        let Some(resume) = resume else {
+            return false;
+        };
+        self.buffer.retain(|seq, _| *seq >= resume);
+        self.next = Some(resume);
+        self.lost_since_last_frame = true;
+        true
+    }
+
+    /// Whether the packet at `seq` is the first of its frame (the previous packet, if present,
+    /// had a marker or another timestamp; if absent, we assume so when the timestamp changed).
+    fn starts_frame(&self, seq: u64) -> bool {
+        let Some(this) = self.buffer.get(&seq) else {
+            return false;
+        };
+        match self.buffer.get(&(seq - 1)) {
+            Some(prev) => prev.packet.marker || prev.packet.timestamp != this.packet.timestamp,
+            None => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pkt(sequence: u16, timestamp: u32, marker: bool) -> MediaPacket {
+        MediaPacket {
+            sequence,
+            timestamp,
+            marker,
+            payload: Bytes::from(vec![sequence as u8]),
+        }
+    }
+
+    #[test]
+    fn in_order_packets_make_frames() {
+        let now = Instant::now();
+        let mut a = FrameAssembler::default();
+        assert!(a.push(pkt(10, 1000, false), now).is_empty());
+        let frames = a.push(pkt(11, 1000, true), now);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].payloads.len(), 2);
+        assert!(!frames[0].after_loss);
+        assert_eq!(a.push(pkt(12, 4000, true), now).len(), 1);
+    }
+
+    #[test]
+    fn reordered_packets_wait_for_each_other() {
+        let now = Instant::now();
+        let mut a = FrameAssembler::default();
+        assert_eq!(a.push(pkt(1, 0, false), now).len(), 0);
+        assert_eq!(a.push(pkt(3, 3000, true), now).len(), 0);
+        let frames = a.push(pkt(2, 0, true), now);
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[1].timestamp, 3000);
+    }
+
+    #[test]
+    fn a_lost_packet_is_given_up_on_after_the_wait() {
+        let start = Instant::now();
+        let mut a = FrameAssembler::new(Duration::from_millis(100));
+        a.push(pkt(1, 0, false), start);
+        // 2 (end of frame 0) is lost; frame 3000 arrives whole.
+        assert!(a.push(pkt(3, 3000, false), start).is_empty());
+        assert!(a.push(pkt(4, 3000, true), start).is_empty());
+        assert!(a.poll(start + Duration::from_millis(50)).is_empty());
+        let frames = a.poll(start + Duration::from_millis(150));
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].timestamp, 3000);
+        assert!(frames[0].after_loss);
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let now = Instant::now();
+        let mut a = FrameAssembler::default();
+        assert_eq!(a.push(pkt(65535, 0, true), now).len(), 1);
+        assert_eq!(a.push(pkt(0, 3000, false), now).len(), 0);
+        assert_eq!(a.push(pkt(1, 3000, true), now).len(), 1);
+    }
+
+    #[test]
+    fn duplicates_are_ignored() {
+        let now = Instant::now();
+        let mut a = FrameAssembler::default();
+        assert_eq!(a.push(pkt(5, 0, true), now).len(), 1);
+        assert_eq!(a.push(pkt(5, 0, true), now).len(), 0);
+    }
+}

@@ -1,0 +1,5 @@
+//! RTP helpers that do no IO.
+
+pub mod frame_assembler;
+
+pub use frame_assembler::{AssembledFrame, FrameAssembler, MediaPacket};
