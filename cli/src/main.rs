@@ -1,0 +1,37 @@
+//! `aula`: mint tokens and join rooms from the command line.
+
+mod join;
+mod token;
+
+use clap::{Parser, Subcommand};
+
+/// Aula command line.
+#[derive(Parser, Debug)]
+#[command(name = "aula", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print an access token.
+    Token(token::TokenArgs),
+    /// Join a room as a headless participant with synthetic video and audio.
+    Join(join::JoinArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Token(args) => token::run(args),
+        Command::Join(args) => join::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("aula: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
