@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every check and test of the workspace: formatting, lints, unit and end-to-end tests.
+# Installs what a fresh Debian machine lacks (nasm, for the fast H.264 build) when run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_packages=()
+command -v nasm >/dev/null 2>&1 || need_packages+=(nasm)
+command -v cc >/dev/null 2>&1 || need_packages+=(build-essential)
+if [ ${#need_packages[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing ${need_packages[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_packages[@]}"
+  else
+    echo "warning: missing ${need_packages[*]}; install them (the build works without nasm, slower)" >&2
+  fi
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
+echo "== all checks passed"
