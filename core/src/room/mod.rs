@@ -646,7 +646,9 @@ impl Inner {
             }
             ServerMessage::SubscriberOffer { sdp } => {
                 if let Err(err) = self.answer_subscriber(sdp).await {
-                    tracing::warn!(error = %err, "subscriber negotiation failed");
+                    if !self.closed.load(Ordering::Acquire) {
+                        tracing::warn!(error = %err, "subscriber negotiation failed");
+                    }
                 }
             }
             ServerMessage::Leave { reason } => {
@@ -696,6 +698,11 @@ impl Inner {
         match event {
             PeerEvent::Track(remote) => self.on_remote_track(remote).await,
             PeerEvent::State(state) => {
+                tracing::debug!(
+                    ?state,
+                    since_connect_ms = self.started.elapsed().as_millis() as u64,
+                    "peer connection state"
+                );
                 let state = match state {
                     RTCPeerConnectionState::Connected => ConnectionState::Connected,
                     RTCPeerConnectionState::Disconnected => ConnectionState::Interrupted,

@@ -23,7 +23,7 @@ use super::sinks::Sinks;
 /// Access units or audio packets queued for a decoder thread before the oldest are dropped.
 const DECODE_QUEUE: usize = 64;
 /// Keyframe requests for one track are sent at most this often.
-const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 /// How often the assembler is polled for frames stuck behind lost packets.
 const ASSEMBLER_TICK: Duration = Duration::from_millis(20);
 /// Latency samples kept per track (a ring; older ones are dropped).
@@ -205,6 +205,7 @@ fn on_video_frame(
         c.height = frame.height;
         if c.first_frame_ms.is_none() {
             c.first_frame_ms = Some(now.duration_since(started).as_secs_f64() * 1000.0);
+            tracing::debug!(track = %origin.track_sid, first_frame_ms = c.first_frame_ms, "first frame decoded");
         }
         if let Some(previous) = c.last_frame_at.replace(now) {
             if let Some(freeze) = c.freeze.as_mut() {
@@ -322,6 +323,7 @@ async fn read_video(
                 if last_request.is_none_or(|t| now.duration_since(t) >= KEYFRAME_REQUEST_INTERVAL) {
                     last_request = Some(now);
                     counters.lock().unwrap_or_else(|p| p.into_inner()).keyframe_requests += 1;
+                    tracing::debug!(media_ssrc, "keyframe requested");
                     let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
                     if let Err(err) = remote.write_rtcp(vec![Box::new(pli)]).await {
                         tracing::debug!(error = %err, "keyframe request not sent");

@@ -5,5 +5,7 @@ mod published_track;
 mod subscriber;
 
 pub use peer::{GatherSignal, PeerError, ServerPeer};
-pub use published_track::{KeyframeThrottle, PublishedTrack, MIN_KEYFRAME_REQUEST_INTERVAL};
+pub use published_track::{
+    KeyframeDecision, KeyframeThrottle, PublishedTrack, MIN_KEYFRAME_REQUEST_INTERVAL,
+};
 pub use subscriber::{Negotiation, Subscriber};

@@ -15,11 +15,25 @@ const FANOUT_DEPTH: usize = 512;
 /// Keyframe requests to a publisher are sent at most this often per track.
 pub const MIN_KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 
-/// Decides whether a keyframe request may go to the publisher now.
+/// What to do with a keyframe request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyframeDecision {
+    /// Send it to the publisher now.
+    SendNow,
+    /// Too soon after the last one: send one at this instant (covering every request until then).
+    SendAt(Instant),
+    /// A deferred request is already scheduled and covers this one.
+    Covered,
+}
+
+/// Paces keyframe requests to a publisher: at most one per interval, and a request that comes
+/// too soon is deferred rather than dropped, so a subscriber that needs a keyframe always gets
+/// one, while a burst of requests from many subscribers costs the publisher a single keyframe.
 #[derive(Debug)]
 pub struct KeyframeThrottle {
     min_interval: Duration,
     last_sent: Option<Instant>,
+    deferred: bool,
 }
 
 impl KeyframeThrottle {
@@ -28,18 +42,31 @@ impl KeyframeThrottle {
         Self {
             min_interval,
             last_sent: None,
+            deferred: false,
         }
     }
 
-    /// Whether to send a request at `now`; records it if so.
-    pub fn allow(&mut self, now: Instant) -> bool {
+    /// A request arrived at `now`.
+    pub fn request(&mut self, now: Instant) -> KeyframeDecision {
+        if self.deferred {
+            return KeyframeDecision::Covered;
+        }
         match self.last_sent {
-            Some(last) if now.saturating_duration_since(last) < self.min_interval => false,
+            Some(last) if now.saturating_duration_since(last) < self.min_interval => {
+                self.deferred = true;
+                KeyframeDecision::SendAt(last + self.min_interval)
+            }
             _ => {
                 self.last_sent = Some(now);
-                true
+                KeyframeDecision::SendNow
             }
         }
+    }
+
+    /// The deferred request was sent at `now`.
+    pub fn deferred_sent(&mut self, now: Instant) {
+        self.deferred = false;
+        self.last_sent = Some(now);
     }
 }
 
@@ -87,16 +114,27 @@ impl PublishedTrack {
         self.packets.subscribe()
     }
 
-    /// Asks the publisher for a keyframe, unless one was asked for very recently.
-    pub async fn request_keyframe(&self) {
-        let allowed = self
-            .throttle
-            .lock()
-            .map(|mut t| t.allow(Instant::now()))
-            .unwrap_or(false);
-        if !allowed {
-            return;
+    /// Asks the publisher for a keyframe, now or (if one was just asked for) when the throttle
+    /// allows; requests in between are covered by that one.
+    pub async fn request_keyframe(self: &Arc<Self>) {
+        let decision = self.lock_throttle().request(Instant::now());
+        match decision {
+            KeyframeDecision::SendNow => self.send_pli().await,
+            KeyframeDecision::Covered => {}
+            KeyframeDecision::SendAt(at) => {
+                let track = Arc::downgrade(self);
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(at.into()).await;
+                    if let Some(track) = track.upgrade() {
+                        track.lock_throttle().deferred_sent(Instant::now());
+                        track.send_pli().await;
+                    }
+                });
+            }
         }
+    }
+
+    async fn send_pli(&self) {
         let pli = PictureLossIndication {
             sender_ssrc: 0,
             media_ssrc: self.media_ssrc,
@@ -104,6 +142,12 @@ impl PublishedTrack {
         if let Err(err) = self.remote.write_rtcp(vec![Box::new(pli)]).await {
             tracing::debug!(track = %self.info.sid, error = %err, "keyframe request not sent");
         }
+    }
+
+    fn lock_throttle(&self) -> std::sync::MutexGuard<'_, KeyframeThrottle> {
+        self.throttle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -131,13 +175,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn throttle_lets_one_request_through_per_interval() {
+    fn requests_too_soon_are_deferred_once_not_dropped() {
         let start = Instant::now();
-        let mut throttle = KeyframeThrottle::new(Duration::from_millis(300));
-        assert!(throttle.allow(start));
-        assert!(!throttle.allow(start + Duration::from_millis(100)));
-        assert!(!throttle.allow(start + Duration::from_millis(299)));
-        assert!(throttle.allow(start + Duration::from_millis(300)));
-        assert!(!throttle.allow(start + Duration::from_millis(450)));
+        let ms = Duration::from_millis;
+        let mut throttle = KeyframeThrottle::new(ms(300));
+        assert_eq!(throttle.request(start), KeyframeDecision::SendNow);
+        assert_eq!(
+            throttle.request(start + ms(100)),
+            KeyframeDecision::SendAt(start + ms(300))
+        );
+        assert_eq!(throttle.request(start + ms(200)), KeyframeDecision::Covered);
+        throttle.deferred_sent(start + ms(300));
+        assert_eq!(
+            throttle.request(start + ms(450)),
+            KeyframeDecision::SendAt(start + ms(600))
+        );
+        throttle.deferred_sent(start + ms(600));
+        assert_eq!(
+            throttle.request(start + ms(1000)),
+            KeyframeDecision::SendNow
+        );
     }
 }

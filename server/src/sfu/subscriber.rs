@@ -302,7 +302,10 @@ async fn forward_packets(
                 continue;
             }
             // First packet this subscriber can take: it needs a keyframe to start decoding.
-            track.request_keyframe().await;
+            // Before the connection is up nothing arrives; the connected watch asks then.
+            if *connected.borrow() {
+                track.request_keyframe().await;
+            }
         }
         let Some(pt) = payload_type else { continue };
         packet.header.ssrc = ssrc;
