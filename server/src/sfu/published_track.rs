@@ -13,7 +13,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 /// Packets buffered per subscriber before a slow one starts losing them (and is sent a keyframe).
 const FANOUT_DEPTH: usize = 512;
 /// Keyframe requests to a publisher are sent at most this often per track.
-pub const MIN_KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+pub const MIN_KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(100);
 
 /// What to do with a keyframe request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
