@@ -150,7 +150,7 @@ async fn run_async(args: JoinArgs, publish: Publish) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break None,
             _ = status.tick() => print_status(&room.stats(), interactive),
             event = events.recv() => match event {
-                Some(RoomEvent::Disconnected { reason }) => break Some(format!("{reason:?}")),
+                Some(RoomEvent::Disconnected { reason }) => break Some(reason.to_string()),
                 Some(RoomEvent::ParticipantJoined(p)) => status_line(interactive, &format!("{} joined", p.identity)),
                 Some(RoomEvent::ParticipantLeft { participant_id, .. }) => status_line(interactive, &format!("{participant_id} left")),
                 Some(_) => {}
@@ -171,7 +171,7 @@ async fn run_async(args: JoinArgs, publish: Publish) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(reason) = ended_by_server {
-        bail!("the server ended the session: {reason}");
+        bail!("the session ended early: {reason}");
     }
     Ok(())
 }
@@ -191,22 +191,27 @@ fn status_line(interactive: bool, text: &str) {
 }
 
 fn print_status(stats: &RoomStats, interactive: bool) {
-    let sent: u64 = stats.published.iter().map(|p| p.frames_sent).sum();
-    let kbps: f64 = stats.published.iter().map(|p| p.bitrate_kbps).sum();
-    let mut line = format!("sent {sent} frames {kbps:.0} kbps");
+    let mut line = String::new();
+    for p in &stats.published {
+        line.push_str(&format!(
+            "{} {} frames {:.0} kbps | ",
+            p.kind, p.frames_sent, p.bitrate_kbps
+        ));
+    }
     for r in &stats.received {
         match r.kind {
             MediaKind::Audio => line.push_str(&format!(
-                " | {} audio {:.1}s",
+                "{} audio {:.1}s | ",
                 r.from,
                 r.samples_decoded as f64 / 48_000.0
             )),
             _ => line.push_str(&format!(
-                " | {} video {} frames {}x{} p50 {:.0} ms freezes {}",
+                "{} video {} frames {}x{} p50 {:.0} ms freezes {} | ",
                 r.from, r.frames_decoded, r.width, r.height, r.latency_ms.p50, r.freezes
             )),
         }
     }
+    let line = line.trim_end_matches([' ', '|']);
     if interactive {
         eprint!("\r\x1b[2K{line}");
         let _ = std::io::stderr().flush();

@@ -165,6 +165,24 @@ pub enum DisconnectReason {
     ConnectionLost,
 }
 
+impl std::fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DisconnectReason::ClientRequest => f.write_str("left the room"),
+            DisconnectReason::ConnectionLost => f.write_str("lost the connection to the server"),
+            DisconnectReason::ServerRequest(LeaveReason::ServerShutdown) => {
+                f.write_str("the server is shutting down")
+            }
+            DisconnectReason::ServerRequest(LeaveReason::DuplicateIdentity) => {
+                f.write_str("the same identity joined from elsewhere")
+            }
+            DisconnectReason::ServerRequest(reason) => {
+                write!(f, "removed by the server ({reason:?})")
+            }
+        }
+    }
+}
+
 /// Options for a video publication.
 #[derive(Clone, Debug)]
 pub struct VideoPublishOptions {

@@ -1,5 +1,6 @@
 //! Publishing: sources feed encoder threads, whose output is packetized onto local tracks.
 
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -103,6 +104,36 @@ impl LocalPublication {
             bytes_sent: bytes,
             keyframes: self.counters.keyframes.load(Ordering::Relaxed),
             bitrate_kbps: bytes as f64 * 8.0 / 1000.0 / secs,
+        }
+    }
+
+    /// Starts the writer that packetizes `encoded` onto the track; `feedback` is a task that
+    /// belongs to the publication too.
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        info: TrackInfo,
+        sender: Arc<dyn RtpSender>,
+        prepared: &PreparedTrack,
+        payload_type: u8,
+        encoded: mpsc::Receiver<(Bytes, Duration)>,
+        counters: Arc<SendCounters>,
+        stop: Arc<AtomicBool>,
+        feedback: Option<tokio::task::JoinHandle<()>>,
+    ) -> Self {
+        let writer = tokio::spawn(write_samples(
+            Arc::clone(&prepared.track),
+            prepared.ssrc,
+            payload_type,
+            encoded,
+            Arc::clone(&counters),
+        ));
+        Self {
+            info,
+            sender,
+            counters,
+            started: Instant::now(),
+            stop,
+            tasks: std::iter::once(writer).chain(feedback).collect(),
         }
     }
 
@@ -232,75 +263,63 @@ pub(crate) fn start_video(
         bitrate_bps,
     };
     let mut encoder = H264Encoder::new(config).map_err(|e| RoomError::Media(e.to_string()))?;
-    let stop = Arc::new(AtomicBool::new(false));
     let keyframe_wanted = Arc::new(AtomicBool::new(true));
     let counters = Arc::new(SendCounters::default());
     let (tx, rx) = mpsc::channel::<(Bytes, Duration)>(ENCODED_QUEUE);
     let interval = Duration::from_secs(1) / fps;
+    let stop = Arc::new(AtomicBool::new(false));
     {
-        let stop = Arc::clone(&stop);
         let keyframe_wanted = Arc::clone(&keyframe_wanted);
         let counters = Arc::clone(&counters);
-        thread::Builder::new()
-            .name(format!("aula-video-enc-{}", info.sid))
-            .spawn(move || {
-                let mut next = Instant::now();
-                let mut sequence = 0u32;
-                while !stop.load(Ordering::Acquire) {
-                    let stamp = FrameStamp {
-                        sequence,
-                        capture_time_us: unix_micros(),
-                    };
-                    sequence = sequence.wrapping_add(1);
-                    let frame = source.capture(stamp);
-                    let force = keyframe_wanted.swap(false, Ordering::AcqRel);
-                    match encoder.encode(&frame, force) {
-                        Ok(Some(encoded)) => {
-                            if encoded.keyframe {
-                                counters.keyframes.fetch_add(1, Ordering::Relaxed);
-                            }
-                            // A full queue means the network side is behind: drop, ask for a
-                            // keyframe so the receiver recovers from the gap.
-                            if tx.try_send((encoded.data, interval)).is_err() {
-                                if tx.is_closed() {
-                                    break;
-                                }
-                                keyframe_wanted.store(true, Ordering::Release);
-                            }
+        let mut sequence = 0u32;
+        spawn_paced(
+            format!("aula-video-enc-{}", info.sid),
+            interval,
+            4,
+            &stop,
+            move || {
+                let stamp = FrameStamp {
+                    sequence,
+                    capture_time_us: unix_micros(),
+                };
+                sequence = sequence.wrapping_add(1);
+                let frame = source.capture(stamp);
+                let force = keyframe_wanted.swap(false, Ordering::AcqRel);
+                match encoder.encode(&frame, force) {
+                    Ok(Some(encoded)) => {
+                        if encoded.keyframe {
+                            counters.keyframes.fetch_add(1, Ordering::Relaxed);
                         }
-                        Ok(None) => {}
-                        Err(err) => tracing::warn!(error = %err, "video encode failed"),
+                        // A full queue means the network side is behind: drop, and make the next
+                        // frame a keyframe so receivers recover from the gap.
+                        if tx.try_send((encoded.data, interval)).is_err() {
+                            if tx.is_closed() {
+                                return ControlFlow::Break(());
+                            }
+                            keyframe_wanted.store(true, Ordering::Release);
+                        }
                     }
-                    next += interval;
-                    let now = Instant::now();
-                    if next > now {
-                        thread::sleep(next - now);
-                    } else if now - next > interval * 4 {
-                        next = now; // fell far behind (slow machine): do not burst
-                    }
+                    Ok(None) => {}
+                    Err(err) => tracing::warn!(error = %err, "video encode failed"),
                 }
-            })
-            .map_err(|e| RoomError::Internal(format!("cannot start encoder thread: {e}")))?;
+                ControlFlow::Continue(())
+            },
+        )?;
     }
-    let writer = tokio::spawn(write_samples(
-        Arc::clone(&prepared.track),
-        prepared.ssrc,
-        payload_type,
-        rx,
-        Arc::clone(&counters),
-    ));
     let feedback = tokio::spawn(watch_keyframe_requests(
         Arc::clone(&prepared.track),
-        Arc::clone(&keyframe_wanted),
+        keyframe_wanted,
     ));
-    Ok(LocalPublication {
+    Ok(LocalPublication::start(
         info,
         sender,
+        &prepared,
+        payload_type,
+        rx,
         counters,
-        started: Instant::now(),
         stop,
-        tasks: vec![writer, feedback],
-    })
+        Some(feedback),
+    ))
 }
 
 /// Starts an audio publication: an Opus encoder thread pulling `source` every 20 ms.
@@ -312,54 +331,72 @@ pub(crate) fn start_audio(
     mut source: Box<dyn AudioSource>,
 ) -> Result<LocalPublication, RoomError> {
     let mut encoder = OpusEncoder::new(32_000).map_err(|e| RoomError::Media(e.to_string()))?;
-    let stop = Arc::new(AtomicBool::new(false));
     let counters = Arc::new(SendCounters::default());
     let (tx, rx) = mpsc::channel::<(Bytes, Duration)>(ENCODED_QUEUE);
     let frame_duration = Duration::from_micros(
         AUDIO_FRAME_SAMPLES as u64 * 1_000_000 / u64::from(AUDIO_SAMPLE_RATE),
     );
-    {
-        let stop = Arc::clone(&stop);
-        thread::Builder::new()
-            .name(format!("aula-audio-enc-{}", info.sid))
-            .spawn(move || {
-                let mut next = Instant::now();
-                while !stop.load(Ordering::Acquire) {
-                    let frame = source.next_frame();
-                    match encoder.encode(&frame) {
-                        Ok(packet) => {
-                            if tx.try_send((packet, frame_duration)).is_err() && tx.is_closed() {
-                                break;
-                            }
-                        }
-                        Err(err) => tracing::warn!(error = %err, "audio encode failed"),
-                    }
-                    next += frame_duration;
-                    let now = Instant::now();
-                    if next > now {
-                        thread::sleep(next - now);
-                    } else if now - next > frame_duration * 10 {
-                        next = now;
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_paced(
+        format!("aula-audio-enc-{}", info.sid),
+        frame_duration,
+        10,
+        &stop,
+        move || {
+            let frame = source.next_frame();
+            match encoder.encode(&frame) {
+                Ok(packet) => {
+                    if tx.try_send((packet, frame_duration)).is_err() && tx.is_closed() {
+                        return ControlFlow::Break(());
                     }
                 }
-            })
-            .map_err(|e| RoomError::Internal(format!("cannot start encoder thread: {e}")))?;
-    }
-    let writer = tokio::spawn(write_samples(
-        Arc::clone(&prepared.track),
-        prepared.ssrc,
-        payload_type,
-        rx,
-        Arc::clone(&counters),
-    ));
-    Ok(LocalPublication {
+                Err(err) => tracing::warn!(error = %err, "audio encode failed"),
+            }
+            ControlFlow::Continue(())
+        },
+    )?;
+    Ok(LocalPublication::start(
         info,
         sender,
+        &prepared,
+        payload_type,
+        rx,
         counters,
-        started: Instant::now(),
         stop,
-        tasks: vec![writer],
-    })
+        None,
+    ))
+}
+
+/// Runs `step` on a new thread every `interval` until `stop` is set or `step` breaks. A thread
+/// that falls more than `max_lag` intervals behind (a stalled machine) resumes from now instead
+/// of bursting to catch up.
+fn spawn_paced(
+    name: String,
+    interval: Duration,
+    max_lag: u32,
+    stop: &Arc<AtomicBool>,
+    mut step: impl FnMut() -> ControlFlow<()> + Send + 'static,
+) -> Result<(), RoomError> {
+    let stop = Arc::clone(stop);
+    thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Acquire) {
+                if step().is_break() {
+                    break;
+                }
+                next += interval;
+                let now = Instant::now();
+                if next > now {
+                    thread::sleep(next - now);
+                } else if now - next > interval * max_lag {
+                    next = now;
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|e| RoomError::Internal(format!("cannot start encoder thread: {e}")))
 }
 
 async fn write_samples(
