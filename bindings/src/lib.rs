@@ -1,2 +1,6 @@
-//! Aula SDK bindings (work in progress): uniffi objects over `aula-core` and a C ABI.
+//! Aula SDK bindings: uniffi objects over `aula-core` for Kotlin, Swift and Python
+//! ([`uniffi_api`]), and a plain C ABI with a generated header ([`c_api`]).
 #![deny(missing_docs)]
+
+pub mod c_api;
+pub mod uniffi_api;

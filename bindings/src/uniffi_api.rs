@@ -1,0 +1,1 @@
+//! The uniffi API (in progress).
