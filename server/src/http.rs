@@ -20,8 +20,24 @@ pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/rtc", get(signal))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
         .route("/", get(|| async { "aula-server: signaling at /rtc\n" }))
         .with_state(state)
+}
+
+async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
+    let (rooms, participants, tracks) = state.rooms.census().await;
+    let metrics = &state.metrics;
+    metrics.rooms.set(rooms as i64);
+    metrics.participants.set(participants as i64);
+    metrics.tracks.set(tracks as i64);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        metrics.render(),
+    )
 }
 
 async fn signal(ws: WebSocketUpgrade, State(state): State<Arc<ServerState>>) -> impl IntoResponse {

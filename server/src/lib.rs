@@ -7,6 +7,7 @@
 
 pub mod config;
 mod http;
+pub mod metrics;
 mod outbox;
 mod room;
 mod session;
@@ -82,6 +83,7 @@ impl Server {
             rooms: room::Rooms::default(),
             mux: Arc::clone(&mux),
             shutdown,
+            metrics: Arc::default(),
         });
         let app = http::router(Arc::clone(&state));
         let mut stop = state.shutdown.subscribe();

@@ -334,6 +334,20 @@ impl Rooms {
         self.rooms.lock().await.len()
     }
 
+    /// Open rooms, participants in them, and tracks they publish.
+    pub async fn census(&self) -> (usize, usize, usize) {
+        let rooms: Vec<Arc<Room>> = self.rooms.lock().await.values().cloned().collect();
+        let mut participants = 0;
+        let mut tracks = 0;
+        for room in &rooms {
+            for participant in room.everyone().await {
+                participants += 1;
+                tracks += participant.published().len();
+            }
+        }
+        (rooms.len(), participants, tracks)
+    }
+
     /// Tells every participant of every room that the server is going away.
     pub async fn announce_shutdown(&self) {
         let rooms: Vec<Arc<Room>> = self.rooms.lock().await.values().cloned().collect();

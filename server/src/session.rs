@@ -31,7 +31,7 @@ const MAX_CID_BYTES: usize = 64;
 /// Runs a session to its end.
 pub async fn run(socket: WebSocket, server: Arc<ServerState>) {
     let (mut sink, mut stream) = socket.split();
-    let (outbox, mut outgoing, overflowed) = Outbox::new();
+    let (outbox, mut outgoing, overflowed) = Outbox::new(Arc::clone(&server.metrics));
     let writer = tokio::spawn(async move {
         while let Some(msg) = outgoing.recv().await {
             let closing = matches!(msg, ServerMessage::Leave { .. });
@@ -225,7 +225,11 @@ async fn join(
         claims.grants.clone(),
         auto_subscribe,
         outbox.clone(),
-        Subscriber::new(Arc::clone(&server.mux), outbox.clone()),
+        Subscriber::new(
+            Arc::clone(&server.mux),
+            outbox.clone(),
+            Arc::clone(&server.metrics),
+        ),
     ));
     let (room, others) = server
         .rooms
@@ -233,6 +237,7 @@ async fn join(
         .await
         .map_err(|code| (code, "could not join the room".to_owned()))?;
     tracing::info!(room = room_name, participant = %id, role = %claims.role, "participant joined");
+    server.metrics.joins.inc();
     outbox.send(ServerMessage::Joined {
         request_id,
         protocol_version: PROTOCOL_VERSION,
@@ -454,8 +459,13 @@ impl Session {
                     tracing::warn!(participant = %self.participant.id(), "media for a track that was not announced; ignored");
                     return;
                 };
-                let Some(track) =
-                    PublishedTrack::start(info, self.participant.id().clone(), remote).await
+                let Some(track) = PublishedTrack::start(
+                    info,
+                    self.participant.id().clone(),
+                    remote,
+                    self.server.metrics.keyframe_requests.clone(),
+                )
+                .await
                 else {
                     return;
                 };

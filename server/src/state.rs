@@ -6,6 +6,7 @@ use std::sync::Arc;
 use aula_protocol::{token::unix_now, Claims, TokenError};
 use tokio::sync::watch;
 
+use crate::metrics::Metrics;
 use crate::room::Rooms;
 use crate::udp_mux::UdpMux;
 
@@ -19,6 +20,8 @@ pub struct ServerState {
     pub mux: Arc<UdpMux>,
     /// Flips to `true` when the server shuts down.
     pub shutdown: watch::Sender<bool>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
 }
 
 impl ServerState {

@@ -139,6 +139,15 @@ async fn teacher_and_students_see_and_hear_each_other_and_leaving_ends_tracks() 
         }
     }
 
+    // The server's metrics reflect the running room.
+    let metrics = http_get(&server, "/metrics").await;
+    assert!(metrics.contains("aula_rooms 1\n"), "{metrics}");
+    assert!(metrics.contains("aula_participants 3\n"), "{metrics}");
+    assert!(metrics.contains("aula_tracks 6\n"), "{metrics}");
+    let forwarded = metric_value(&metrics, r#"aula_forwarded_packets_total{kind="video"}"#);
+    assert!(forwarded > 100.0, "video packets forwarded: {forwarded}");
+    assert_eq!(http_get(&server, "/healthz").await, "ok");
+
     let s2_id: ParticipantId = s2.local_participant().id;
     s2.disconnect().await;
     for events in [&mut teacher_events, &mut s1_events] {
@@ -176,6 +185,29 @@ async fn teacher_and_students_see_and_hear_each_other_and_leaving_ends_tracks() 
     teacher.disconnect().await;
     s1.disconnect().await;
     server.shutdown().await;
+}
+
+/// A plain HTTP/1.1 GET against the server; returns the body.
+async fn http_get(server: &ServerHandle, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.http_addr())
+        .await
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: aula\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
+}
+
+fn metric_value(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name))
+        .and_then(|rest| rest.trim().parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing in {metrics}"))
 }
 
 fn frames_from(room: &Room, identity: &str) -> u64 {
@@ -275,6 +307,16 @@ async fn bad_expired_and_wrong_room_tokens_are_refused() {
         })
     ));
     assert_eq!(server.room_count().await, 1, "refused joins open no rooms");
+    let metrics = http_get(&server, "/metrics").await;
+    for (code, at_least) in [
+        ("invalid_token", 2.0),
+        ("token_expired", 2.0),
+        ("room_mismatch", 1.0),
+        ("permission_denied", 1.0),
+    ] {
+        let name = format!("aula_signal_errors_total{{code=\"{code}\"}}");
+        assert!(metric_value(&metrics, &name) >= at_least, "{name}");
+    }
     student.disconnect().await;
     server.shutdown().await;
 }

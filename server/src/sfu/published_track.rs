@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aula_protocol::{ParticipantId, TrackInfo};
+use prometheus_client::metrics::counter::Counter;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp;
 use rtc::rtp_transceiver::rtp_sender::RTCRtpCodec;
@@ -82,16 +83,19 @@ pub struct PublishedTrack {
     media_ssrc: u32,
     packets: broadcast::Sender<rtp::Packet>,
     throttle: Mutex<KeyframeThrottle>,
+    keyframe_requests: Counter,
     reader: tokio::task::JoinHandle<()>,
 }
 
 impl PublishedTrack {
     /// Starts reading `remote` and fanning its packets out. `None` if the track has no SSRC
-    /// or codec yet (it was torn down while being set up).
+    /// or codec yet (it was torn down while being set up). Keyframe requests sent to the
+    /// publisher are counted in `keyframe_requests`.
     pub async fn start(
         info: TrackInfo,
         publisher: ParticipantId,
         remote: Arc<dyn TrackRemote>,
+        keyframe_requests: Counter,
     ) -> Option<Arc<Self>> {
         let media_ssrc = *remote.ssrcs().await.first()?;
         let codec = remote.codec(media_ssrc).await?;
@@ -105,6 +109,7 @@ impl PublishedTrack {
             media_ssrc,
             packets,
             throttle: Mutex::new(KeyframeThrottle::new(MIN_KEYFRAME_REQUEST_INTERVAL)),
+            keyframe_requests,
             reader,
         }))
     }
@@ -135,6 +140,7 @@ impl PublishedTrack {
     }
 
     async fn send_pli(&self) {
+        self.keyframe_requests.inc();
         let pli = PictureLossIndication {
             sender_ssrc: 0,
             media_ssrc: self.media_ssrc,

@@ -4,10 +4,12 @@
 //! an offer is unanswered are folded into the next offer, sent when the answer arrives.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aula_protocol::{ServerMessage, TrackSid};
+use prometheus_client::metrics::counter::Counter;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
@@ -23,6 +25,7 @@ use webrtc::rtp_transceiver::RtpSender;
 
 use super::peer::{GatherSignal, PeerError, ServerPeer};
 use super::published_track::PublishedTrack;
+use crate::metrics::{KindLabel, Metrics};
 use crate::outbox::Outbox;
 use crate::udp_mux::UdpMux;
 use aula_protocol::keyframe_requests::is_keyframe_request;
@@ -91,6 +94,7 @@ struct State {
 pub struct Subscriber {
     mux: Arc<UdpMux>,
     outbox: Outbox,
+    metrics: Arc<Metrics>,
     state: Mutex<State>,
     /// Whether the connection is up; forwards ask for a keyframe when it comes up, since
     /// whatever was sent before reached nobody.
@@ -99,10 +103,11 @@ pub struct Subscriber {
 
 impl Subscriber {
     /// A subscriber that will create its connection on the first subscription.
-    pub fn new(mux: Arc<UdpMux>, outbox: Outbox) -> Self {
+    pub fn new(mux: Arc<UdpMux>, outbox: Outbox, metrics: Arc<Metrics>) -> Self {
         Self {
             mux,
             outbox,
+            metrics,
             state: Mutex::new(State::default()),
             connected: watch::channel(false).0,
         }
@@ -163,6 +168,7 @@ impl Subscriber {
             Arc::clone(&sender),
             ssrc,
             self.connected.subscribe(),
+            ForwardCounters::new(&self.metrics, track.info.kind),
         ));
         let feedback = tokio::spawn(relay_keyframe_requests(Arc::clone(&track), local));
         state.down_tracks.insert(
@@ -272,6 +278,7 @@ async fn forward_packets(
     sender: Arc<dyn RtpSender>,
     ssrc: u32,
     mut connected: watch::Receiver<bool>,
+    counters: ForwardCounters,
 ) {
     let mut packets = track.packets();
     let mut payload_type: Option<u8> = None;
@@ -314,9 +321,31 @@ async fn forward_packets(
         packet.header.extension_profile = 0;
         packet.header.extensions.clear();
         packet.header.extensions_padding = 0;
-        if local.write_rtp(packet).await.is_err() {
+        let payload_len = packet.payload.len() as u64;
+        if local.write_rtp(packet).await.is_ok() {
+            counters.packets.inc();
+            counters.bytes.inc_by(payload_len);
+        } else {
             // Unbound (renegotiating): look the payload type up again once it is back.
             payload_type = None;
+        }
+    }
+}
+
+/// One down track's handles on the forwarding counters, looked up once, not per packet.
+struct ForwardCounters {
+    packets: Counter,
+    bytes: Counter<u64, AtomicU64>,
+}
+
+impl ForwardCounters {
+    fn new(metrics: &Metrics, kind: aula_protocol::MediaKind) -> Self {
+        let label = KindLabel {
+            kind: kind.to_string(),
+        };
+        Self {
+            packets: metrics.forwarded_packets.get_or_create(&label).clone(),
+            bytes: metrics.forwarded_bytes.get_or_create(&label).clone(),
         }
     }
 }
