@@ -387,6 +387,10 @@ pub enum ErrorCode {
     InvalidRequest,
     /// The room has reached its participant limit.
     RoomFull,
+    /// The server has reached its room limit and opens no new rooms.
+    ServerFull,
+    /// The connection sends messages faster than the server accepts; the message was dropped.
+    RateLimited,
     /// The server failed; the request may be retried.
     Internal,
     /// A code this version does not know (sent by a newer server).
@@ -410,6 +414,8 @@ impl ErrorCode {
             ErrorCode::UnknownTrack => "unknown_track",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::RoomFull => "room_full",
+            ErrorCode::ServerFull => "server_full",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }

@@ -2,8 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{State, WebSocketUpgrade};
+use std::net::SocketAddr;
+
+use aula_protocol::ErrorCode;
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
+use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 
@@ -40,8 +45,23 @@ async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
     )
 }
 
-async fn signal(ws: WebSocketUpgrade, State(state): State<Arc<ServerState>>) -> impl IntoResponse {
+async fn signal(
+    ws: WebSocketUpgrade,
+    State(state): State<Arc<ServerState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    let Some(permit) = state.connections.admit(peer.ip()) else {
+        state.metrics.error(ErrorCode::RateLimited);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many signaling connections from this address\n",
+        )
+            .into_response();
+    };
     ws.max_message_size(MAX_WEBSOCKET_FRAME_BYTES)
         .max_frame_size(MAX_WEBSOCKET_FRAME_BYTES)
-        .on_upgrade(move |socket| session::run(socket, state))
+        .on_upgrade(move |socket| async move {
+            session::run(socket, state).await;
+            drop(permit);
+        })
 }

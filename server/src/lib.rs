@@ -7,6 +7,7 @@
 
 pub mod config;
 mod http;
+pub mod limits;
 pub mod metrics;
 mod outbox;
 mod room;
@@ -18,8 +19,9 @@ pub mod udp_mux;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use config::{ServerConfig, DEV_API_KEY, DEV_API_SECRET};
+pub use config::{Limits, ServerConfig, DEV_API_KEY, DEV_API_SECRET};
 
+use limits::ConnectionLimiter;
 use state::ServerState;
 use tokio::sync::watch;
 use udp_mux::UdpMux;
@@ -84,6 +86,8 @@ impl Server {
             mux: Arc::clone(&mux),
             shutdown,
             metrics: Arc::default(),
+            connections: ConnectionLimiter::new(config.limits.max_connections_per_ip),
+            limits: config.limits.clone(),
         });
         let app = http::router(Arc::clone(&state));
         let mut stop = state.shutdown.subscribe();
@@ -91,6 +95,7 @@ impl Server {
             let graceful = async move {
                 let _ = stop.wait_for(|stopping| *stopping).await;
             };
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             if let Err(err) = axum::serve(listener, app)
                 .with_graceful_shutdown(graceful)
                 .await

@@ -1,24 +1,32 @@
 //! `aula-server`: signaling and SFU for Aula classrooms.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use aula_protocol::token::unix_now;
 use aula_protocol::{Claims, Role};
-use aula_server::{Server, ServerConfig, DEV_API_KEY, DEV_API_SECRET};
+use aula_server::config::{ConfigLayer, LimitsLayer};
+use aula_server::{Server, DEV_API_KEY, DEV_API_SECRET};
 use clap::Parser;
 
-/// Aula signaling server and SFU.
+/// Aula signaling server and SFU. Every option can also be set in the `--config` file and as an
+/// `AULA_*` environment variable; flags and the environment win over the file.
 #[derive(Parser, Debug)]
 #[command(name = "aula-server", version, about)]
 struct Args {
-    /// HTTP/WebSocket listen address.
-    #[arg(long, env = "AULA_LISTEN", default_value = "127.0.0.1:7880")]
-    listen: SocketAddr,
-    /// The single UDP port for all media (on the listen address's IP).
-    #[arg(long, env = "AULA_RTC_PORT", default_value_t = 7881)]
-    rtc_port: u16,
+    /// TOML configuration file (keys as in `--print-config`).
+    #[arg(long, env = "AULA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Print the effective configuration (secrets masked) and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// HTTP/WebSocket listen address [default: 127.0.0.1:7880].
+    #[arg(long, env = "AULA_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// The single UDP port for all media, on the listen address's IP [default: 7881].
+    #[arg(long, env = "AULA_RTC_PORT")]
+    rtc_port: Option<u16>,
     /// IP address announced to clients for media (set it behind NAT or in a container).
     #[arg(long, env = "AULA_PUBLIC_IP")]
     public_ip: Option<IpAddr>,
@@ -28,45 +36,91 @@ struct Args {
     /// API secret tokens are signed with.
     #[arg(long, env = "AULA_API_SECRET", hide_env_values = true)]
     api_secret: Option<String>,
-    /// Development mode: key `devkey`, secret `devsecret`, readable logs.
+    /// Development mode: key `devkey`, secret `devsecret`, readable logs, demo tokens.
     #[arg(long, env = "AULA_DEV")]
     dev: bool,
     /// Log format: json (default) or text (default in --dev).
     #[arg(long, env = "AULA_LOG_FORMAT")]
     log_format: Option<String>,
+    /// Most rooms open at once [default: 10000].
+    #[arg(long, env = "AULA_MAX_ROOMS")]
+    max_rooms: Option<usize>,
+    /// Most participants per room [default: 256].
+    #[arg(long, env = "AULA_MAX_PARTICIPANTS_PER_ROOM")]
+    max_participants_per_room: Option<usize>,
+    /// Most signaling connections per client IP address [default: 64].
+    #[arg(long, env = "AULA_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<usize>,
+    /// Most signaling messages per second per connection [default: 50].
+    #[arg(long, env = "AULA_MAX_MESSAGES_PER_SECOND")]
+    max_messages_per_second: Option<u32>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+impl Args {
+    /// The flags and environment as a configuration layer.
+    fn layer(&self) -> ConfigLayer {
+        ConfigLayer {
+            listen: self.listen,
+            rtc_port: self.rtc_port,
+            public_ip: self.public_ip,
+            api_key: self.api_key.clone(),
+            api_secret: self.api_secret.clone(),
+            log_format: self.log_format.clone(),
+            limits: LimitsLayer {
+                max_rooms: self.max_rooms,
+                max_participants_per_room: self.max_participants_per_room,
+                max_connections_per_ip: self.max_connections_per_ip,
+                max_messages_per_second: self.max_messages_per_second,
+            },
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    init_logging(args.log_format.as_deref(), args.dev)?;
-    let keys = match (args.dev, args.api_key, args.api_secret) {
-        (_, Some(key), Some(secret)) => HashMap::from([(key, secret)]),
-        (true, None, None) => {
-            println!("dev mode: API key {DEV_API_KEY}, API secret {DEV_API_SECRET}");
-            HashMap::from([(DEV_API_KEY.to_owned(), DEV_API_SECRET.to_owned())])
-        }
-        (_, Some(_), None) | (_, None, Some(_)) => {
-            bail!("--api-key and --api-secret must be given together")
-        }
-        (false, None, None) => {
-            bail!("no API key: pass --api-key and --api-secret (or AULA_API_KEY/AULA_API_SECRET), or --dev")
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("aula-server: cannot start the async runtime: {err}");
+            return std::process::ExitCode::FAILURE;
         }
     };
-    let config = ServerConfig {
-        listen: args.listen,
-        rtc_port: args.rtc_port,
-        public_ip: args.public_ip,
-        keys,
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("aula-server: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(path) => ConfigLayer::from_file(path)?,
+        None => ConfigLayer::default(),
     };
-    let server = Server::start(config).await.context("starting the server")?;
+    let effective = args.layer().over(file).resolve(args.dev)?;
+    if args.print_config {
+        print!("{}", effective.to_masked_toml());
+        return Ok(());
+    }
+    init_logging(&effective.log_format)?;
+    if effective.dev && args.api_key.is_none() {
+        println!("dev mode: API key {DEV_API_KEY}, API secret {DEV_API_SECRET}");
+    }
+    let server = Server::start(effective.server.clone())
+        .await
+        .context("starting the server")?;
     println!(
         "aula-server listening on {} (signaling ws://{}/rtc, media udp {})",
         server.http_addr(),
         server.http_addr(),
         server.announced_rtc_addr()
     );
-    if args.dev {
+    if effective.dev && effective.server.keys.contains_key(DEV_API_KEY) {
         print_demo_room(&server.ws_url())?;
     }
     wait_for_signal().await?;
@@ -92,13 +146,13 @@ fn print_demo_room(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(format: Option<&str>, dev: bool) -> anyhow::Result<()> {
+fn init_logging(format: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("AULA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,aula_server=info,webrtc=error,rtc=error,rtc_dtls=error,rtc_ice=error,rtc_srtp=error,rtc_interceptor=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match format.unwrap_or(if dev { "text" } else { "json" }) {
+    match format {
         "json" => builder.json().init(),
         "text" => builder.init(),
         other => bail!("unknown log format {other:?} (json or text)"),

@@ -14,11 +14,9 @@ use aula_protocol::{
 };
 use tokio::sync::{Mutex, Notify};
 
+use crate::config::Limits;
 use crate::outbox::Outbox;
 use crate::sfu::{PublishedTrack, Subscriber};
-
-/// Most participants one room admits.
-pub const MAX_PARTICIPANTS_PER_ROOM: usize = 256;
 
 /// One participant's session in a room.
 pub struct Participant {
@@ -104,12 +102,16 @@ impl Room {
 
     /// Adds `participant`, announces it, subscribes it to existing tracks if it asked for that,
     /// and returns everyone else. A participant with the same identity is asked to leave.
-    async fn add(&self, participant: Arc<Participant>) -> Result<Vec<ParticipantInfo>, ErrorCode> {
+    async fn add(
+        &self,
+        participant: Arc<Participant>,
+        max_participants: usize,
+    ) -> Result<Vec<ParticipantInfo>, ErrorCode> {
         let mut state = self.state.lock().await;
         if state.closed {
             return Err(ErrorCode::Internal);
         }
-        if state.participants.len() >= MAX_PARTICIPANTS_PER_ROOM {
+        if state.participants.len() >= max_participants {
             return Err(ErrorCode::RoomFull);
         }
         for existing in state.participants.values() {
@@ -286,15 +288,17 @@ impl Rooms {
         self.next_id.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// Adds `participant` to room `name`, opening the room if needed.
+    /// Adds `participant` to room `name`, opening the room if needed and `limits` allow.
     pub async fn join(
         &self,
         name: &str,
         participant: Arc<Participant>,
+        limits: &Limits,
     ) -> Result<(Arc<Room>, Vec<ParticipantInfo>), ErrorCode> {
         let mut rooms = self.rooms.lock().await;
         let room = match rooms.get(name) {
             Some(room) => Arc::clone(room),
+            None if rooms.len() >= limits.max_rooms => return Err(ErrorCode::ServerFull),
             None => {
                 let room = Arc::new(Room::new(RoomInfo {
                     name: name.to_owned(),
@@ -307,7 +311,9 @@ impl Rooms {
         };
         // Joining under the registry lock keeps a concurrent last-leave from closing the room
         // between lookup and join.
-        let others = room.add(participant).await?;
+        let others = room
+            .add(participant, limits.max_participants_per_room)
+            .await?;
         Ok((room, others))
     }
 

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aula_protocol::signal::LeaveReason;
 use aula_protocol::{
@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{PeerConnectionEventHandler, RTCIceGatheringState};
 
+use crate::limits::{burst_for, MessageRate};
 use crate::outbox::Outbox;
 use crate::room::{Participant, Room};
 use crate::sfu::{GatherSignal, PublishedTrack, ServerPeer, Subscriber};
@@ -233,9 +234,16 @@ async fn join(
     ));
     let (room, others) = server
         .rooms
-        .join(room_name, Arc::clone(&participant))
+        .join(room_name, Arc::clone(&participant), &server.limits)
         .await
-        .map_err(|code| (code, "could not join the room".to_owned()))?;
+        .map_err(|code| {
+            let reason = match code {
+                ErrorCode::RoomFull => "the room is full",
+                ErrorCode::ServerFull => "the server opens no more rooms",
+                _ => "could not join the room",
+            };
+            (code, reason.to_owned())
+        })?;
     tracing::info!(room = room_name, participant = %id, role = %claims.role, "participant joined");
     server.metrics.joins.inc();
     outbox.send(ServerMessage::Joined {
@@ -256,6 +264,11 @@ async fn join(
         announced: HashMap::new(),
         peer_events_tx,
         peer_events,
+        rate: MessageRate::new(
+            server.limits.max_messages_per_second,
+            burst_for(server.limits.max_messages_per_second),
+            Instant::now(),
+        ),
     })
 }
 
@@ -290,11 +303,20 @@ struct Session {
     announced: HashMap<String, TrackInfo>,
     peer_events_tx: mpsc::Sender<PeerEvent>,
     peer_events: mpsc::Receiver<PeerEvent>,
+    rate: MessageRate,
 }
 
 impl Session {
     /// Handles one WebSocket message; returns a reason when the session should end.
     async fn on_ws_message(&mut self, message: Message) -> Option<LeaveReason> {
+        if !matches!(message, Message::Close(_)) && !self.rate.allow(Instant::now()) {
+            self.outbox.send(ServerMessage::error(
+                None,
+                ErrorCode::RateLimited,
+                "too many messages; this one was dropped",
+            ));
+            return None;
+        }
         let msg = match decode(message, &self.outbox) {
             Decoded::Message(msg) => msg,
             Decoded::Skip => return None,

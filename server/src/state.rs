@@ -6,6 +6,8 @@ use std::sync::Arc;
 use aula_protocol::{token::unix_now, Claims, TokenError};
 use tokio::sync::watch;
 
+use crate::config::Limits;
+use crate::limits::ConnectionLimiter;
 use crate::metrics::Metrics;
 use crate::room::Rooms;
 use crate::udp_mux::UdpMux;
@@ -22,6 +24,10 @@ pub struct ServerState {
     pub shutdown: watch::Sender<bool>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Open connections per IP address.
+    pub connections: ConnectionLimiter,
+    /// Caps on rooms, participants and message rates.
+    pub limits: Limits,
 }
 
 impl ServerState {
