@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 need_packages=()
 command -v nasm >/dev/null 2>&1 || need_packages+=(nasm)
 command -v cc >/dev/null 2>&1 || need_packages+=(build-essential)
+# The browser test drives Debian's Chromium through playwright-core (never a browser download).
+[ -x /usr/bin/chromium ] || need_packages+=(chromium)
+command -v node >/dev/null 2>&1 || need_packages+=(nodejs npm)
 if [ ${#need_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${need_packages[*]}"
@@ -15,6 +18,11 @@ if [ ${#need_packages[@]} -gt 0 ]; then
   else
     echo "warning: missing ${need_packages[*]}; install them (the build works without nasm, slower)" >&2
   fi
+fi
+
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "== npm ci (tests/browser)"
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 echo "== cargo fmt --check"

@@ -8,7 +8,7 @@ use aula_protocol::ErrorCode;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::response::Response;
+use axum::response::{Html, Response};
 use axum::routing::get;
 use axum::Router;
 
@@ -26,8 +26,24 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/rtc", get(signal))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
-        .route("/", get(|| async { "aula-server: signaling at /rtc\n" }))
+        .route("/", get(browser_page))
+        .route("/aula.js", get(browser_script))
         .with_state(state)
+}
+
+/// The browser client: a page on the documented protocol, compiled into the binary.
+async fn browser_page() -> impl IntoResponse {
+    Html(include_str!("../static/index.html"))
+}
+
+async fn browser_script() -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/javascript; charset=utf-8",
+        )],
+        include_str!("../static/aula.js"),
+    )
 }
 
 async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
