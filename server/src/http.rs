@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::net::SocketAddr;
 
 use aula_protocol::ErrorCode;
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use std::collections::HashMap;
+
+use axum::extract::{ConnectInfo, Path, Query, State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::response::{Html, Response};
@@ -24,7 +26,9 @@ pub const MAX_WEBSOCKET_FRAME_BYTES: usize = 1024 * 1024;
 pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
         .route("/rtc", get(signal))
+        .route("/yjs/{room}", get(yjs))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readiness))
         .route("/metrics", get(metrics))
         .route("/", get(browser_page))
         .route("/aula.js", get(browser_script))
@@ -44,6 +48,15 @@ async fn browser_script() -> impl IntoResponse {
         )],
         include_str!("../static/aula.js"),
     )
+}
+
+/// Ready while the server takes new sessions; unready (503) once it drains.
+async fn readiness(State(state): State<Arc<ServerState>>) -> Response {
+    if *state.shutdown.borrow() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else {
+        "ready\n".into_response()
+    }
 }
 
 async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoResponse {

@@ -27,6 +27,9 @@ use tokio::sync::watch;
 use udp_mux::UdpMux;
 
 /// Errors starting the server.
+/// Longest a shutdown waits for sessions to close before the listener stops regardless.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
@@ -148,11 +151,16 @@ impl ServerHandle {
         self.state.rooms.count().await
     }
 
-    /// Tells every participant the server is going away, closes their sessions and stops
-    /// listening. Returns when the HTTP server has stopped.
+    /// Drains the server: `/readyz` turns unready, joins are refused, every session is told
+    /// (`leave` with reason `server_shutdown`, so clients rejoin elsewhere) and closed, and the
+    /// listener stops. Returns when the HTTP server has stopped.
     pub async fn shutdown(self) {
-        self.state.rooms.announce_shutdown().await;
         let _ = self.state.shutdown.send(true);
         let _ = self.task.await;
     }
 }
+        // Sessions end on their own once told; give them a moment to say goodbye.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while self.state.rooms.count().await > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }

@@ -353,16 +353,4 @@ impl Rooms {
         }
         (rooms.len(), participants, tracks)
     }
-
-    /// Tells every participant of every room that the server is going away.
-    pub async fn announce_shutdown(&self) {
-        let rooms: Vec<Arc<Room>> = self.rooms.lock().await.values().cloned().collect();
-        for room in rooms {
-            for participant in room.everyone().await {
-                participant.outbox.send(ServerMessage::Leave {
-                    reason: LeaveReason::ServerShutdown,
-                });
-            }
-        }
-    }
 }

@@ -75,7 +75,8 @@ pub async fn run(socket: WebSocket, server: Arc<ServerState>) {
                 break LeaveReason::DuplicateIdentity;
             }
             _ = overflowed.notified() => break LeaveReason::ConnectionLost,
-            _ = shutdown.changed() => {
+            // `wait_for` also sees a shutdown that began before this session subscribed.
+            _ = async { shutdown.wait_for(|stopping| *stopping).await.map(drop) } => {
                 outbox.send(ServerMessage::Leave { reason: LeaveReason::ServerShutdown });
                 break LeaveReason::ServerShutdown;
             }
@@ -197,6 +198,12 @@ async fn join(
     token: &str,
     auto_subscribe: bool,
 ) -> Result<Session, (ErrorCode, String)> {
+    if *server.shutdown.borrow() {
+        return Err((
+            ErrorCode::ServerFull,
+            "the server is draining; join another instance".into(),
+        ));
+    }
     if protocol_version != PROTOCOL_VERSION {
         return Err((
             ErrorCode::UnsupportedVersion,

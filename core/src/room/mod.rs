@@ -86,12 +86,19 @@ impl From<SignalError> for RoomError {
 pub struct RoomOptions {
     /// Subscribe to every track in the room automatically (default `true`).
     pub auto_subscribe: bool,
+    /// Rejoin by itself when the server goes away (drain, restart) or the connection drops,
+    /// republishing every track (default `true`).
+    pub reconnect: bool,
+    /// How long to keep trying to rejoin before giving up (default 30 s).
+    pub reconnect_window: Duration,
 }
 
 impl Default for RoomOptions {
     fn default() -> Self {
         Self {
             auto_subscribe: true,
+            reconnect: true,
+            reconnect_window: Duration::from_secs(30),
         }
     }
 }
@@ -132,6 +139,17 @@ pub enum RoomEvent {
     },
     /// The connection to the server changed state.
     ConnectionStateChanged(ConnectionState),
+    /// The server went away or the connection dropped; the room is rejoining by itself.
+    Reconnecting {
+        /// What happened.
+        reason: DisconnectReason,
+    },
+    /// The room rejoined: local tracks are published again (with new track ids) and
+    /// subscriptions resume. This client's participant id is new.
+    Reconnected {
+        /// How long the room was away.
+        after: Duration,
+    },
     /// The room is closed for this client: it left, was removed, or lost the server.
     Disconnected {
         /// Why.
@@ -216,9 +234,12 @@ pub struct RoomStats {
 }
 
 struct Inner {
-    signal: SignalClient,
-    room: RoomInfo,
-    local: ParticipantInfo,
+    signal: std::sync::RwLock<Arc<SignalClient>>,
+    url: String,
+    token: String,
+    options: RoomOptions,
+    room: std::sync::RwLock<RoomInfo>,
+    local: std::sync::RwLock<ParticipantInfo>,
     server_ip: IpAddr,
     started: Instant,
     join_ms: f64,
@@ -280,9 +301,12 @@ impl Room {
             let _ = events_tx.send(RoomEvent::ParticipantJoined(other.clone()));
         }
         let inner = Arc::new(Inner {
-            signal,
-            room,
-            local: participant,
+            signal: std::sync::RwLock::new(Arc::new(signal)),
+            url: url.to_owned(),
+            token: token.to_owned(),
+            options: options.clone(),
+            room: std::sync::RwLock::new(room),
+            local: std::sync::RwLock::new(participant),
             server_ip,
             started,
             join_ms,
@@ -305,24 +329,28 @@ impl Room {
         let weak = Arc::downgrade(&inner);
         let event_loop = tokio::spawn(async move {
             loop {
-                tokio::select! {
+                let ended = tokio::select! {
                     msg = server_events.recv() => {
                         let Some(inner) = weak.upgrade() else { break };
                         match msg {
-                            Some(msg) => {
-                                if !inner.on_server_message(msg).await {
-                                    break;
-                                }
-                            }
-                            None => {
-                                inner.mark_disconnected(DisconnectReason::ConnectionLost);
-                                break;
-                            }
+                            Some(msg) => inner.on_server_message(msg).await,
+                            None => Some(DisconnectReason::ConnectionLost),
                         }
                     }
                     Some(event) = peer_events.recv() => {
                         let Some(inner) = weak.upgrade() else { break };
                         inner.on_peer_event(event).await;
+                        None
+                    }
+                };
+                let Some(reason) = ended else { continue };
+                let Some(inner) = weak.upgrade() else { break };
+                match inner.recover(reason).await {
+                    Some(events) => server_events = events,
+                    None => {
+                        inner.mark_disconnected(reason);
+                        inner.close_media().await;
+                        break;
                     }
                 }
             }
@@ -338,12 +366,12 @@ impl Room {
 
     /// The room's name and id.
     pub fn info(&self) -> RoomInfo {
-        self.inner.room.clone()
+        read(&self.inner.room).clone()
     }
 
     /// This client as the room sees it.
     pub fn local_participant(&self) -> ParticipantInfo {
-        self.inner.local.clone()
+        read(&self.inner.local).clone()
     }
 
     /// Everyone else in the room, with their tracks.
@@ -417,9 +445,9 @@ impl Room {
             publications.remove(index)
         };
         publication.stop();
-        let id = self.inner.signal.next_id();
+        let id = self.inner.signal().next_id();
         self.inner
-            .signal
+            .signal()
             .request(ClientMessage::UnpublishTrack {
                 id,
                 sid: sid.clone(),
@@ -439,9 +467,9 @@ impl Room {
     /// Subscribes to or unsubscribes from a remote track.
     pub async fn set_subscribed(&self, sid: &TrackSid, subscribed: bool) -> Result<(), RoomError> {
         self.inner.ensure_open()?;
-        let id = self.inner.signal.next_id();
+        let id = self.inner.signal().next_id();
         self.inner
-            .signal
+            .signal()
             .request(ClientMessage::UpdateSubscription {
                 id,
                 track_sids: vec![sid.clone()],
@@ -486,9 +514,9 @@ impl Room {
     pub async fn ping(&self) -> Result<Duration, RoomError> {
         self.inner.ensure_open()?;
         let start = Instant::now();
-        let id = self.inner.signal.next_id();
+        let id = self.inner.signal().next_id();
         self.inner
-            .signal
+            .signal()
             .request(ClientMessage::Ping { id })
             .await?;
         Ok(start.elapsed())
@@ -499,10 +527,10 @@ impl Room {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        let id = self.inner.signal.next_id();
+        let id = self.inner.signal().next_id();
         let _ = tokio::time::timeout(
             Duration::from_secs(2),
-            self.inner.signal.request(ClientMessage::Leave { id }),
+            self.inner.signal().request(ClientMessage::Leave { id }),
         )
         .await;
         self.inner.close_media().await;
@@ -515,11 +543,182 @@ impl Room {
     /// Sends a raw text frame on the signaling socket (for tests of server input handling).
     #[doc(hidden)]
     pub fn send_raw_signal(&self, text: String) -> Result<(), RoomError> {
-        Ok(self.inner.signal.send_raw(text)?)
+        Ok(self.inner.signal().send_raw(text)?)
     }
 }
 
 impl Inner {
+    /// The current signaling connection (replaced by a reconnect).
+    fn signal(&self) -> Arc<SignalClient> {
+        Arc::clone(&read(&self.signal))
+    }
+
+    /// After the session ended for `reason`: rejoins when that is worth trying and allowed,
+    /// returning the new session's events; `None` when the room is over.
+    async fn recover(
+        &self,
+        reason: DisconnectReason,
+    ) -> Option<mpsc::UnboundedReceiver<ServerMessage>> {
+        let recoverable = matches!(
+            reason,
+            DisconnectReason::ConnectionLost
+                | DisconnectReason::ServerRequest(LeaveReason::ServerShutdown)
+                | DisconnectReason::ServerRequest(LeaveReason::ConnectionLost)
+        );
+        if !recoverable || !self.options.reconnect || self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        let away_since = Instant::now();
+        let _ = self.events.send(RoomEvent::Reconnecting { reason });
+        self.close_peers().await;
+        let deadline = away_since + self.options.reconnect_window;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            match self.rejoin().await {
+                Ok(events) => {
+                    let _ = self.events.send(RoomEvent::Reconnected {
+                        after: away_since.elapsed(),
+                    });
+                    return Some(events);
+                }
+                // The token will not get better by retrying.
+                Err(RoomError::Refused { code, .. })
+                    if matches!(
+                        code,
+                        ErrorCode::InvalidToken | ErrorCode::TokenExpired | ErrorCode::RoomMismatch
+                    ) =>
+                {
+                    tracing::warn!(%code, "rejoin refused");
+                    return None;
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "rejoin failed; retrying");
+                    if Instant::now() + delay > deadline {
+                        return None;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// Joins again with the same token and republishes every local track on new connections.
+    async fn rejoin(&self) -> Result<mpsc::UnboundedReceiver<ServerMessage>, RoomError> {
+        let claims = Claims::peek_unverified(&self.token)
+            .map_err(|e| RoomError::InvalidToken(e.to_string()))?;
+        let (signal, server_events) = SignalClient::connect(&self.url).await?;
+        let id = signal.next_id();
+        let reply = signal
+            .request(ClientMessage::Join {
+                id,
+                protocol_version: PROTOCOL_VERSION,
+                room: claims.room,
+                token: self.token.clone(),
+                auto_subscribe: self.options.auto_subscribe,
+            })
+            .await?;
+        let ServerMessage::Joined {
+            room,
+            participant,
+            participants,
+            ..
+        } = reply
+        else {
+            return Err(RoomError::Internal("unexpected reply to join".into()));
+        };
+        *write(&self.signal) = Arc::new(signal);
+        *write(&self.room) = room;
+        *write(&self.local) = participant;
+        let fresh: BTreeMap<ParticipantId, ParticipantInfo> = participants
+            .into_iter()
+            .map(|p| (p.id.clone(), p))
+            .collect();
+        let previous = std::mem::replace(&mut *lock(&self.participants), fresh.clone());
+        for (id, _) in previous.iter().filter(|(id, _)| !fresh.contains_key(*id)) {
+            let _ = self.events.send(RoomEvent::ParticipantLeft {
+                participant_id: id.clone(),
+                reason: LeaveReason::ConnectionLost,
+            });
+        }
+        for (_, p) in fresh.iter().filter(|(id, _)| !previous.contains_key(*id)) {
+            let _ = self.events.send(RoomEvent::ParticipantJoined(p.clone()));
+        }
+        self.republish().await?;
+        Ok(server_events)
+    }
+
+    /// Announces every local publication again and moves it onto a new publisher connection.
+    async fn republish(&self) -> Result<(), RoomError> {
+        let announced: Vec<TrackInfo> = lock(&self.publications)
+            .iter()
+            .map(|p| p.info.clone())
+            .collect();
+        if announced.is_empty() {
+            return Ok(());
+        }
+        let stream_id = read(&self.local).id.clone();
+        let mut publisher = self.publisher.lock().await;
+        let peer = ClientPeer::new(self.server_ip, self.peer_events.clone()).await?;
+        let mut moved = Vec::new();
+        for old in &announced {
+            let cid = format!(
+                "{}-{}",
+                old.kind,
+                self.next_cid.fetch_add(1, Ordering::Relaxed)
+            );
+            let id = self.signal().next_id();
+            let reply = self
+                .signal()
+                .request(ClientMessage::PublishTrack {
+                    id,
+                    cid: cid.clone(),
+                    source: old.source,
+                    name: old.name.clone(),
+                    width: old.width,
+                    height: old.height,
+                })
+                .await?;
+            let ServerMessage::TrackPublished { track: info, .. } = reply else {
+                return Err(RoomError::Internal(
+                    "unexpected reply to publish_track".into(),
+                ));
+            };
+            let prepared = publish::prepare_track(stream_id.as_str(), &cid, old.kind)?;
+            let sender = peer
+                .pc
+                .add_track(Arc::clone(&prepared.track) as Arc<dyn TrackLocal>)
+                .await
+                .map_err(peer::webrtc_error)?;
+            moved.push((old.sid.clone(), info, prepared, sender));
+        }
+        self.negotiate_publisher(&peer).await?;
+        for (old_sid, info, prepared, sender) in moved {
+            let pt = publish::negotiated_payload_type(&sender, &prepared.codec).await?;
+            if let Some(publication) = lock(&self.publications)
+                .iter_mut()
+                .find(|p| p.info.sid == old_sid)
+            {
+                publication.rebind(info, sender, &prepared, pt);
+            }
+        }
+        *publisher = Some(peer);
+        Ok(())
+    }
+
+    /// Closes both peer connections and drops subscriptions; publications keep encoding.
+    async fn close_peers(&self) {
+        lock(&self.subscriptions).clear();
+        for slot in [&self.publisher, &self.subscriber] {
+            if let Some(peer) = slot.lock().await.take() {
+                let _ = peer.pc.close().await;
+            }
+        }
+    }
+
     fn ensure_open(&self) -> Result<(), RoomError> {
         if self.closed.load(Ordering::Acquire) {
             Err(RoomError::InvalidState("the room is disconnected".into()))
@@ -546,9 +745,9 @@ impl Inner {
         self.ensure_open()?;
         let kind = source.kind();
         let cid = format!("{kind}-{}", self.next_cid.fetch_add(1, Ordering::Relaxed));
-        let id = self.signal.next_id();
+        let id = self.signal().next_id();
         let reply = self
-            .signal
+            .signal()
             .request(ClientMessage::PublishTrack {
                 id,
                 cid: cid.clone(),
@@ -563,7 +762,8 @@ impl Inner {
                 "unexpected reply to publish_track".into(),
             ));
         };
-        let prepared = publish::prepare_track(self.local.id.as_str(), &cid, kind)?;
+        let stream_id = read(&self.local).id.clone();
+        let prepared = publish::prepare_track(stream_id.as_str(), &cid, kind)?;
         let mut publisher = self.publisher.lock().await;
         if publisher.is_none() {
             *publisher = Some(ClientPeer::new(self.server_ip, self.peer_events.clone()).await?);
@@ -592,9 +792,9 @@ impl Inner {
             .await
             .map_err(peer::webrtc_error)?;
         let sdp = peer.local_sdp().await?;
-        let id = self.signal.next_id();
+        let id = self.signal().next_id();
         let reply = self
-            .signal
+            .signal()
             .request(ClientMessage::PublisherOffer { id, sdp })
             .await?;
         let ServerMessage::PublisherAnswer { sdp, .. } = reply else {
@@ -609,8 +809,8 @@ impl Inner {
             .map_err(peer::webrtc_error)
     }
 
-    /// Handles one server event; returns `false` when the session is over.
-    async fn on_server_message(&self, msg: ServerMessage) -> bool {
+    /// Handles one server event; returns why the session ended, when it did.
+    async fn on_server_message(&self, msg: ServerMessage) -> Option<DisconnectReason> {
         match msg {
             ServerMessage::ParticipantJoined { participant } => {
                 lock(&self.participants).insert(participant.id.clone(), participant.clone());
@@ -670,16 +870,14 @@ impl Inner {
                 }
             }
             ServerMessage::Leave { reason } => {
-                self.mark_disconnected(DisconnectReason::ServerRequest(reason));
-                self.close_media().await;
-                return false;
+                return Some(DisconnectReason::ServerRequest(reason));
             }
             ServerMessage::Error { code, message, .. } => {
                 tracing::warn!(%code, message, "server reported an error");
             }
             _ => {}
         }
-        true
+        None
     }
 
     async fn answer_subscriber(&self, sdp: String) -> Result<(), RoomError> {
@@ -705,8 +903,8 @@ impl Inner {
             .await
             .map_err(peer::webrtc_error)?;
         let sdp = peer.local_sdp().await?;
-        let id = self.signal.next_id();
-        self.signal
+        let id = self.signal().next_id();
+        self.signal()
             .request(ClientMessage::SubscriberAnswer { id, sdp })
             .await?;
         Ok(())
@@ -775,12 +973,7 @@ impl Inner {
 
     async fn close_media(&self) {
         lock(&self.publications).clear();
-        lock(&self.subscriptions).clear();
-        for slot in [&self.publisher, &self.subscriber] {
-            if let Some(peer) = slot.lock().await.take() {
-                let _ = peer.pc.close().await;
-            }
-        }
+        self.close_peers().await;
     }
 }
 
@@ -795,6 +988,15 @@ impl Drop for Inner {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn read<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 

@@ -83,6 +83,10 @@ pub(crate) struct SendCounters {
     pub keyframes: AtomicU64,
 }
 
+/// Encoded frames from an encoder thread, waiting to be packetized. Shared so that a
+/// publication can move to a new connection (after a reconnect) without stopping its encoder.
+type EncodedQueue = Arc<tokio::sync::Mutex<mpsc::Receiver<(Bytes, Duration)>>>;
+
 /// A running publication. Dropping it stops the encoder thread and the writer.
 pub(crate) struct LocalPublication {
     pub info: TrackInfo,
@@ -90,6 +94,9 @@ pub(crate) struct LocalPublication {
     counters: Arc<SendCounters>,
     started: Instant,
     stop: Arc<AtomicBool>,
+    encoded: EncodedQueue,
+    /// Set to make the encoder emit a keyframe (video only).
+    keyframe_wanted: Option<Arc<AtomicBool>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -107,8 +114,8 @@ impl LocalPublication {
         }
     }
 
-    /// Starts the writer that packetizes `encoded` onto the track; `feedback` is a task that
-    /// belongs to the publication too.
+    /// Starts the writer that packetizes `encoded` onto the track (and, for video, the task
+    /// that turns keyframe requests into a flag for the encoder).
     #[allow(clippy::too_many_arguments)]
     fn start(
         info: TrackInfo,
@@ -118,16 +125,9 @@ impl LocalPublication {
         encoded: mpsc::Receiver<(Bytes, Duration)>,
         counters: Arc<SendCounters>,
         stop: Arc<AtomicBool>,
-        feedback: Option<tokio::task::JoinHandle<()>>,
+        keyframe_wanted: Option<Arc<AtomicBool>>,
     ) -> Self {
-        let writer = tokio::spawn(write_samples(
-            Arc::clone(&prepared.track),
-            prepared.ssrc,
-            payload_type,
-            encoded,
-            Arc::clone(&counters),
-        ));
-        Self {
+        let mut publication = Self {
             info,
             sender,
             counters,
@@ -306,10 +306,6 @@ pub(crate) fn start_video(
             },
         )?;
     }
-    let feedback = tokio::spawn(watch_keyframe_requests(
-        Arc::clone(&prepared.track),
-        keyframe_wanted,
-    ));
     Ok(LocalPublication::start(
         info,
         sender,
@@ -318,7 +314,7 @@ pub(crate) fn start_video(
         rx,
         counters,
         stop,
-        Some(feedback),
+        Some(keyframe_wanted),
     ))
 }
 
@@ -403,7 +399,7 @@ async fn write_samples(
     track: Arc<TrackLocalStaticSample>,
     ssrc: u32,
     payload_type: u8,
-    mut encoded: mpsc::Receiver<(Bytes, Duration)>,
+    encoded: EncodedQueue,
     counters: Arc<SendCounters>,
 ) {
     while let Some((data, duration)) = encoded.recv().await {
@@ -443,3 +439,5 @@ async fn watch_keyframe_requests(
         }
     }
 }
+    // Held for the writer's life; a writer aborted by `rebind` releases it to the next one.
+    let mut encoded = encoded.lock().await;
