@@ -9,6 +9,7 @@
 
 pub mod clock;
 pub mod media;
+pub mod netsim;
 pub mod room;
 pub mod rtp;
 pub mod signal_client;

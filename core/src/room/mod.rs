@@ -26,6 +26,7 @@ use webrtc::peer_connection::RTCPeerConnectionState;
 pub use publish::{AudioSource, VideoSource, H264_FMTP};
 pub use sinks::{AudioSink, VideoSink};
 
+use crate::netsim::NetworkImpairment;
 use crate::signal_client::{SignalClient, SignalError};
 use crate::stats::{PublishedStats, ReceivedStats};
 use peer::{ClientPeer, PeerEvent};
@@ -91,6 +92,9 @@ pub struct RoomOptions {
     pub reconnect: bool,
     /// How long to keep trying to rejoin before giving up (default 30 s).
     pub reconnect_window: Duration,
+    /// Impairments applied to this room's media path (loss, delay, caps, cuts): a tool for
+    /// tests, benchmarks and `aula join`; `None` in applications.
+    pub network: Option<NetworkImpairment>,
 }
 
 impl Default for RoomOptions {
@@ -99,6 +103,7 @@ impl Default for RoomOptions {
             auto_subscribe: true,
             reconnect: true,
             reconnect_window: Duration::from_secs(30),
+            network: None,
         }
     }
 }
@@ -662,7 +667,12 @@ impl Inner {
         }
         let stream_id = read(&self.local).id.clone();
         let mut publisher = self.publisher.lock().await;
-        let peer = ClientPeer::new(self.server_ip, self.peer_events.clone()).await?;
+        let peer = ClientPeer::new(
+            self.server_ip,
+            self.peer_events.clone(),
+            self.options.network.as_ref(),
+        )
+        .await?;
         let mut moved = Vec::new();
         for old in &announced {
             let cid = format!(
@@ -766,7 +776,14 @@ impl Inner {
         let prepared = publish::prepare_track(stream_id.as_str(), &cid, kind)?;
         let mut publisher = self.publisher.lock().await;
         if publisher.is_none() {
-            *publisher = Some(ClientPeer::new(self.server_ip, self.peer_events.clone()).await?);
+            *publisher = Some(
+                ClientPeer::new(
+                    self.server_ip,
+                    self.peer_events.clone(),
+                    self.options.network.as_ref(),
+                )
+                .await?,
+            );
         }
         let Some(peer) = publisher.as_ref() else {
             return Err(RoomError::Internal("publisher connection missing".into()));
@@ -883,7 +900,14 @@ impl Inner {
     async fn answer_subscriber(&self, sdp: String) -> Result<(), RoomError> {
         let mut subscriber = self.subscriber.lock().await;
         if subscriber.is_none() {
-            *subscriber = Some(ClientPeer::new(self.server_ip, self.peer_events.clone()).await?);
+            *subscriber = Some(
+                ClientPeer::new(
+                    self.server_ip,
+                    self.peer_events.clone(),
+                    self.options.network.as_ref(),
+                )
+                .await?,
+            );
         }
         let Some(peer) = subscriber.as_ref() else {
             return Err(RoomError::Internal("subscriber connection missing".into()));

@@ -21,6 +21,7 @@ use webrtc::peer_connection::{
 };
 
 use super::RoomError;
+use crate::netsim::NetworkImpairment;
 
 /// Longest wait for local candidates before an offer or answer is sent without the rest.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -69,6 +70,7 @@ impl ClientPeer {
     pub async fn new(
         server_ip: IpAddr,
         events: mpsc::UnboundedSender<PeerEvent>,
+        network: Option<&NetworkImpairment>,
     ) -> Result<Self, RoomError> {
         let mut media_engine = MediaEngine::default();
         media_engine
@@ -105,7 +107,11 @@ impl ClientPeer {
         };
         let gathered = Arc::new(Notify::new());
         let gathered_once = Arc::new(AtomicBool::new(false));
-        let pc = PeerConnectionBuilder::new()
+        let mut builder = PeerConnectionBuilder::new();
+        if let Some(network) = network {
+            builder = builder.with_runtime(network.runtime());
+        }
+        let pc = builder
             .with_configuration(RTCConfigurationBuilder::new().build())
             .with_media_engine(media_engine)
             .with_setting_engine(settings)

@@ -12,6 +12,10 @@ use bytes::Bytes;
 pub const DEFAULT_LOSS_WAIT: Duration = Duration::from_millis(200);
 /// Most packets buffered; beyond this the oldest incomplete data is dropped.
 const MAX_BUFFERED: usize = 4096;
+/// A frame this far (in 90 kHz ticks: 500 ms) behind the newest one seen is stale: a live call
+/// skips it rather than showing the past (retransmissions after a network cut can complete
+/// frames from seconds ago).
+pub const MAX_FRAME_AGE_TICKS: u32 = 45_000;
 
 /// One RTP packet as the assembler needs it.
 #[derive(Clone, Debug)]
@@ -50,6 +54,7 @@ pub struct FrameAssembler {
     highest: Option<u64>,
     loss_wait: Duration,
     lost_since_last_frame: bool,
+    newest_timestamp: Option<u32>,
 }
 
 impl Default for FrameAssembler {
@@ -67,12 +72,19 @@ impl FrameAssembler {
             highest: None,
             loss_wait,
             lost_since_last_frame: false,
+            newest_timestamp: None,
         }
     }
 
     /// Adds a packet received at `now`; returns the frames it completes.
     pub fn push(&mut self, packet: MediaPacket, now: Instant) -> Vec<AssembledFrame> {
         let ext = self.extend(packet.sequence);
+        let newer = self
+            .newest_timestamp
+            .is_none_or(|newest| timestamp_after(packet.timestamp, newest));
+        if newer {
+            self.newest_timestamp = Some(packet.timestamp);
+        }
         if self.next.is_none() {
             self.next = Some(ext);
         }
@@ -130,6 +142,10 @@ impl FrameAssembler {
                         .collect();
                     self.next = Some(end + 1);
                     let timestamp = packets.first().map(|p| p.timestamp).unwrap_or(0);
+                    if self.is_stale(timestamp) {
+                        self.lost_since_last_frame = true;
+                        continue;
+                    }
                     frames.push(AssembledFrame {
                         timestamp,
                         payloads: packets.into_iter().map(|p| p.payload).collect(),
@@ -144,6 +160,13 @@ impl FrameAssembler {
             }
         }
         frames
+    }
+
+    fn is_stale(&self, timestamp: u32) -> bool {
+        self.newest_timestamp.is_some_and(|newest| {
+            newest.wrapping_sub(timestamp) > MAX_FRAME_AGE_TICKS
+                && timestamp_after(newest, timestamp)
+        })
     }
 
     /// If packets `start..` hold a whole frame, the sequence number of its last packet.
@@ -206,6 +229,11 @@ impl FrameAssembler {
     }
 }
 
+/// Whether RTP timestamp `a` is after `b`, across the 32-bit wrap.
+fn timestamp_after(a: u32, b: u32) -> bool {
+    a != b && a.wrapping_sub(b) < 1 << 31
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,6 +292,21 @@ mod tests {
         assert_eq!(a.push(pkt(65535, 0, true), now).len(), 1);
         assert_eq!(a.push(pkt(0, 3000, false), now).len(), 0);
         assert_eq!(a.push(pkt(1, 3000, true), now).len(), 1);
+    }
+
+    #[test]
+    fn frames_completed_long_after_newer_ones_arrived_are_skipped() {
+        let now = Instant::now();
+        let mut a = FrameAssembler::default();
+        assert_eq!(a.push(pkt(1, 0, true), now).len(), 1);
+        // Frame at ts 3000 loses its last packet; a second later frames flow again.
+        a.push(pkt(2, 3000, false), now);
+        a.push(pkt(4, 93_000, true), now);
+        // The retransmission arrives and completes the one-second-old frame.
+        let frames = a.push(pkt(3, 3000, true), now);
+        assert_eq!(frames.len(), 1, "only the live frame is released");
+        assert_eq!(frames[0].timestamp, 93_000);
+        assert!(frames[0].after_loss, "the decoder must resync");
     }
 
     #[test]

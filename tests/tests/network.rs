@@ -1,0 +1,95 @@
+//! Media over an impaired path: a client's network cut for five seconds comes back by itself.
+
+use std::time::{Duration, Instant};
+
+use aula_core::media::SyntheticVideoSource;
+use aula_core::netsim::{LinkSettings, NetworkImpairment};
+use aula_core::{Room, RoomOptions, VideoPublishOptions};
+use aula_protocol::token::unix_now;
+use aula_protocol::{Claims, MediaKind, Role};
+use aula_server::{Server, ServerConfig, DEV_API_KEY, DEV_API_SECRET};
+
+fn token(identity: &str, role: Role) -> String {
+    Claims::new(DEV_API_KEY, "net", identity, role, unix_now(), 600)
+        .sign(DEV_API_SECRET)
+        .unwrap()
+}
+
+fn stamped_from(room: &Room, identity: &str) -> u64 {
+    room.stats()
+        .received
+        .iter()
+        .filter(|r| r.from == identity && r.kind == MediaKind::Video)
+        .map(|r| r.frames_stamped_ok)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_five_second_network_cut_resumes_without_the_application() {
+    let server = Server::start(ServerConfig::dev(0, 0)).await.unwrap();
+    let url = server.ws_url();
+    let (teacher, _t_events) =
+        Room::connect(&url, &token("t1", Role::Teacher), RoomOptions::default())
+            .await
+            .unwrap();
+    teacher
+        .publish_video(
+            SyntheticVideoSource::new(320, 180, 15).unwrap(),
+            VideoPublishOptions {
+                bitrate_bps: 300_000,
+                ..VideoPublishOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let network = NetworkImpairment::symmetric(LinkSettings::default());
+    let (student, _s_events) = Room::connect(
+        &url,
+        &token("s1", Role::Student),
+        RoomOptions {
+            network: Some(network.clone()),
+            ..RoomOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stamped_from(&student, "t1") < 15 {
+        assert!(Instant::now() < deadline, "media flows before the cut");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    network.set_cut(true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let during = stamped_from(&student, "t1");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        stamped_from(&student, "t1") <= during + 1,
+        "nothing arrives while the path is cut"
+    );
+    let restored = Instant::now();
+    network.set_cut(false);
+    let before = stamped_from(&student, "t1");
+    let deadline = restored + Duration::from_secs(20);
+    let mut first_frame_after = None;
+    while stamped_from(&student, "t1") < before + 15 {
+        if first_frame_after.is_none() && stamped_from(&student, "t1") > before {
+            first_frame_after = Some(restored.elapsed());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "media did not resume after the cut: {:#?}",
+            student.stats().received
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "first frame {:.0} ms and 15 frames {:.0} ms after the path came back",
+        first_frame_after.unwrap_or_default().as_secs_f64() * 1000.0,
+        restored.elapsed().as_secs_f64() * 1000.0
+    );
+    assert!(student.is_connected());
+    teacher.disconnect().await;
+    student.disconnect().await;
+    server.shutdown().await;
+}
