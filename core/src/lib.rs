@@ -14,9 +14,11 @@ pub mod room;
 pub mod rtp;
 pub mod signal_client;
 pub mod stats;
+pub mod whiteboard;
 
 pub use room::{
     AudioSink, AudioSource, ConnectionState, DisconnectReason, Room, RoomError, RoomEvent,
     RoomOptions, RoomStats, VideoPublishOptions, VideoSink, VideoSource,
 };
 pub use stats::{Percentiles, PublishedStats, ReceivedStats};
+pub use whiteboard::{Whiteboard, WhiteboardError, WhiteboardEvent};

@@ -46,6 +46,8 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<ServerMessage>>>>;
 /// A connected signaling channel.
 pub struct SignalClient {
     outgoing: mpsc::UnboundedSender<String>,
+    binary_out: mpsc::UnboundedSender<Vec<u8>>,
+    binary_in: Mutex<Option<mpsc::UnboundedReceiver<Vec<u8>>>>,
     pending: Pending,
     next_id: AtomicU64,
     tasks: [tokio::task::JoinHandle<()>; 2],
@@ -73,11 +75,20 @@ impl SignalClient {
         })?;
         let (mut sink, mut stream) = socket.split();
         let (outgoing, mut outgoing_rx) = mpsc::unbounded_channel::<String>();
+        let (binary_out, mut binary_out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (binary_in_tx, binary_in) = mpsc::unbounded_channel::<Vec<u8>>();
         let (events_tx, events) = mpsc::unbounded_channel();
         let pending: Pending = Arc::default();
         let writer = tokio::spawn(async move {
-            while let Some(text) = outgoing_rx.recv().await {
-                if sink.send(Message::Text(text.into())).await.is_err() {
+            loop {
+                let message = tokio::select! {
+                    text = outgoing_rx.recv() => match text {
+                        Some(text) => Message::Text(text.into()),
+                        None => break,
+                    },
+                    Some(bytes) = binary_out_rx.recv() => Message::Binary(bytes.into()),
+                };
+                if sink.send(message).await.is_err() {
                     break;
                 }
             }
@@ -86,8 +97,14 @@ impl SignalClient {
         let reader_pending = Arc::clone(&pending);
         let reader = tokio::spawn(async move {
             while let Some(Ok(message)) = stream.next().await {
-                let Message::Text(text) = message else {
-                    continue;
+                let text = match message {
+                    Message::Text(text) => text,
+                    Message::Binary(bytes) => {
+                        // Whiteboard frames; nobody listening is fine.
+                        let _ = binary_in_tx.send(bytes.to_vec());
+                        continue;
+                    }
+                    _ => continue,
                 };
                 if text.len() > MAX_SIGNAL_MESSAGE_BYTES {
                     tracing::warn!(len = text.len(), "oversized signaling message ignored");
@@ -126,6 +143,8 @@ impl SignalClient {
         Ok((
             Self {
                 outgoing,
+                binary_out,
+                binary_in: Mutex::new(Some(binary_in)),
                 pending,
                 next_id: AtomicU64::new(1),
                 tasks: [writer, reader],
@@ -167,6 +186,16 @@ impl SignalClient {
     pub fn send(&self, msg: &ClientMessage) -> Result<(), SignalError> {
         let text = serde_json::to_string(msg).map_err(|_| SignalError::Closed)?;
         self.outgoing.send(text).map_err(|_| SignalError::Closed)
+    }
+
+    /// A sender of binary (whiteboard) frames on this connection.
+    pub fn binary_sender(&self) -> mpsc::UnboundedSender<Vec<u8>> {
+        self.binary_out.clone()
+    }
+
+    /// The binary (whiteboard) frames the server sends; `None` after the first call.
+    pub fn take_binary_receiver(&self) -> Option<mpsc::UnboundedReceiver<Vec<u8>>> {
+        self.binary_in.lock().ok().and_then(|mut rx| rx.take())
     }
 
     /// Sends raw text, bypassing the typed messages (for tests of the server's input handling).

@@ -52,6 +52,10 @@ pub struct ServerConfig {
     pub keys: HashMap<String, String>,
     /// Overload and abuse caps.
     pub limits: Limits,
+    /// Where whiteboards are stored; `None` keeps them in memory only.
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Bounds on whiteboard updates.
+    pub whiteboard_limits: aula_protocol::whiteboard::WhiteboardLimits,
 }
 
 impl ServerConfig {
@@ -64,6 +68,8 @@ impl ServerConfig {
             public_ip: None,
             keys: HashMap::from([(DEV_API_KEY.to_owned(), DEV_API_SECRET.to_owned())]),
             limits: Limits::default(),
+            data_dir: None,
+            whiteboard_limits: Default::default(),
         }
     }
 }
@@ -85,6 +91,9 @@ pub struct ConfigLayer {
     pub api_secret: Option<String>,
     /// `json` or `text`.
     pub log_format: Option<String>,
+    /// Directory for durable whiteboard storage; unset keeps boards in memory only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<std::path::PathBuf>,
     /// Overload and abuse caps; unset fields keep their defaults.
     #[serde(default)]
     pub limits: LimitsLayer,
@@ -162,6 +171,7 @@ impl ConfigLayer {
             api_key: self.api_key.or(below.api_key),
             api_secret: self.api_secret.or(below.api_secret),
             log_format: self.log_format.or(below.log_format),
+            data_dir: self.data_dir.or(below.data_dir),
             limits: LimitsLayer {
                 max_rooms: self.limits.max_rooms.or(below.limits.max_rooms),
                 max_participants_per_room: self
@@ -248,6 +258,8 @@ impl ConfigLayer {
                 public_ip: self.public_ip,
                 keys,
                 limits,
+                data_dir: self.data_dir,
+                whiteboard_limits: Default::default(),
             },
             log_format,
             dev,
@@ -272,6 +284,7 @@ impl EffectiveConfig {
             api_key: Some(key),
             api_secret: Some("********".into()),
             log_format: Some(self.log_format.clone()),
+            data_dir: self.server.data_dir.clone(),
             limits: LimitsLayer {
                 max_rooms: Some(self.server.limits.max_rooms),
                 max_participants_per_room: Some(self.server.limits.max_participants_per_room),

@@ -94,3 +94,37 @@ async fn signal(
             drop(permit);
         })
 }
+
+/// The y-websocket endpoint: `GET /yjs/{room}?token=...` (see [`crate::whiteboard::yjs`]).
+async fn yjs(
+    ws: WebSocketUpgrade,
+    Path(room): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    State(state): State<Arc<ServerState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    let Some(token) = query.get("token") else {
+        return (StatusCode::UNAUTHORIZED, "missing ?token=\n").into_response();
+    };
+    let claims = match state.verify_token(token) {
+        Ok(claims) => claims,
+        Err(err) => return (StatusCode::UNAUTHORIZED, format!("{err}\n")).into_response(),
+    };
+    if claims.room != room {
+        return (StatusCode::FORBIDDEN, "the token is for a different room\n").into_response();
+    }
+    let Some(permit) = state.connections.admit(peer.ip()) else {
+        state.metrics.error(ErrorCode::RateLimited);
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections from this address\n",
+        )
+            .into_response();
+    };
+    ws.max_message_size(MAX_WEBSOCKET_FRAME_BYTES)
+        .max_frame_size(MAX_WEBSOCKET_FRAME_BYTES)
+        .on_upgrade(move |socket| async move {
+            crate::whiteboard::yjs::serve(socket, state, claims).await;
+            drop(permit);
+        })
+}

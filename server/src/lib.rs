@@ -15,6 +15,7 @@ mod session;
 pub mod sfu;
 mod state;
 pub mod udp_mux;
+pub mod whiteboard;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,10 +27,10 @@ use state::ServerState;
 use tokio::sync::watch;
 use udp_mux::UdpMux;
 
-/// Errors starting the server.
 /// Longest a shutdown waits for sessions to close before the listener stops regardless.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Errors starting the server.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
@@ -46,6 +47,9 @@ pub enum ServerError {
     /// The configuration has no API keys.
     #[error("no API key configured")]
     NoKeys,
+    /// The whiteboard store could not be opened.
+    #[error("cannot open the whiteboard store: {0}")]
+    Store(#[from] whiteboard::StoreError),
 }
 
 /// The server entry point.
@@ -82,6 +86,10 @@ impl Server {
             addr: rtc_bind,
             source,
         })?;
+        let store = match &config.data_dir {
+            Some(dir) => whiteboard::Store::open(dir)?,
+            None => whiteboard::Store::in_memory()?,
+        };
         let (shutdown, _) = watch::channel(false);
         let state = Arc::new(ServerState {
             keys: config.keys.clone(),
@@ -91,6 +99,7 @@ impl Server {
             metrics: Arc::default(),
             connections: ConnectionLimiter::new(config.limits.max_connections_per_ip),
             limits: config.limits.clone(),
+            boards: whiteboard::Boards::new(store, config.whiteboard_limits.clone()),
         });
         let app = http::router(Arc::clone(&state));
         let mut stop = state.shutdown.subscribe();
@@ -146,6 +155,23 @@ impl ServerHandle {
         self.announced_rtc_addr
     }
 
+    /// Item count and content digest of `room`'s authoritative whiteboard (loading it if
+    /// needed).
+    pub async fn whiteboard_digest(&self, room: &str) -> Option<(usize, String)> {
+        let board = self.state.boards.get(room).await.ok()?;
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        board
+            .send(whiteboard::BoardCmd::Inspect { reply })
+            .await
+            .ok()?;
+        rx.await.ok()
+    }
+
+    /// Bytes stored for `room`'s whiteboard (snapshot plus updates, payload only).
+    pub fn whiteboard_stored_bytes(&self, room: &str) -> Option<u64> {
+        self.state.boards.stored_bytes(room).ok()
+    }
+
     /// Number of open rooms.
     pub async fn room_count(&self) -> usize {
         self.state.rooms.count().await
@@ -156,11 +182,11 @@ impl ServerHandle {
     /// listener stops. Returns when the HTTP server has stopped.
     pub async fn shutdown(self) {
         let _ = self.state.shutdown.send(true);
-        let _ = self.task.await;
-    }
-}
         // Sessions end on their own once told; give them a moment to say goodbye.
         let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
         while self.state.rooms.count().await > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+        let _ = self.task.await;
+    }
+}

@@ -42,6 +42,9 @@ struct Args {
     /// Log format: json (default) or text (default in --dev).
     #[arg(long, env = "AULA_LOG_FORMAT")]
     log_format: Option<String>,
+    /// Directory where whiteboards are stored durably (unset: in memory, lost on exit).
+    #[arg(long, env = "AULA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// Most rooms open at once [default: 10000].
     #[arg(long, env = "AULA_MAX_ROOMS")]
     max_rooms: Option<usize>,
@@ -66,6 +69,7 @@ impl Args {
             api_key: self.api_key.clone(),
             api_secret: self.api_secret.clone(),
             log_format: self.log_format.clone(),
+            data_dir: self.data_dir.clone(),
             limits: LimitsLayer {
                 max_rooms: self.max_rooms,
                 max_participants_per_room: self.max_participants_per_room,

@@ -33,11 +33,25 @@ const MAX_CID_BYTES: usize = 64;
 pub async fn run(socket: WebSocket, server: Arc<ServerState>) {
     let (mut sink, mut stream) = socket.split();
     let (outbox, mut outgoing, overflowed) = Outbox::new(Arc::clone(&server.metrics));
+    // Binary whiteboard frames from the room's board share the socket with signaling.
+    let (wb_tx, mut wb_rx) = mpsc::channel::<Vec<u8>>(crate::whiteboard::board_queue());
     let writer = tokio::spawn(async move {
-        while let Some(msg) = outgoing.recv().await {
-            let closing = matches!(msg, ServerMessage::Leave { .. });
+        loop {
+            let message = tokio::select! {
+                msg = outgoing.recv() => match msg {
+                    Some(msg) => msg,
+                    None => break,
+                },
+                Some(bytes) = wb_rx.recv() => {
+                    if sink.send(Message::Binary(bytes.into())).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let closing = matches!(message, ServerMessage::Leave { .. });
             if sink
-                .send(Message::Text(Utf8Bytes::from(msg.to_json())))
+                .send(Message::Text(Utf8Bytes::from(message.to_json())))
                 .await
                 .is_err()
             {
@@ -54,9 +68,19 @@ pub async fn run(socket: WebSocket, server: Arc<ServerState>) {
         tokio::time::timeout(JOIN_TIMEOUT, wait_for_join(&mut stream, &outbox, &server)).await;
     let Ok(Some(mut session)) = joined else {
         drop(outbox);
+        drop(wb_tx);
         let _ = writer.await;
         return;
     };
+    session
+        .whiteboard
+        .attach(
+            &server,
+            &session.room.info.name,
+            wb_tx,
+            Arc::clone(&overflowed),
+        )
+        .await;
 
     let mut shutdown = server.shutdown.subscribe();
     let reason = loop {
@@ -82,6 +106,7 @@ pub async fn run(socket: WebSocket, server: Arc<ServerState>) {
             }
         }
     };
+    session.whiteboard.detach().await;
     session.end(reason).await;
     drop(outbox);
     let _ = writer.await;
@@ -276,6 +301,7 @@ async fn join(
             burst_for(server.limits.max_messages_per_second),
             Instant::now(),
         ),
+        whiteboard: crate::whiteboard::SessionBoard::new(&claims, server.boards.limits()),
     })
 }
 
@@ -311,11 +337,17 @@ struct Session {
     peer_events_tx: mpsc::Sender<PeerEvent>,
     peer_events: mpsc::Receiver<PeerEvent>,
     rate: MessageRate,
+    whiteboard: crate::whiteboard::SessionBoard,
 }
 
 impl Session {
     /// Handles one WebSocket message; returns a reason when the session should end.
     async fn on_ws_message(&mut self, message: Message) -> Option<LeaveReason> {
+        if let Message::Binary(bytes) = message {
+            // Whiteboard frames have their own rate limit (strokes stream many per second).
+            self.whiteboard.on_frame(&bytes).await;
+            return None;
+        }
         if !matches!(message, Message::Close(_)) && !self.rate.allow(Instant::now()) {
             self.outbox.send(ServerMessage::error(
                 None,

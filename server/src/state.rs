@@ -28,6 +28,8 @@ pub struct ServerState {
     pub connections: ConnectionLimiter,
     /// Caps on rooms, participants and message rates.
     pub limits: Limits,
+    /// The rooms' whiteboards.
+    pub boards: crate::whiteboard::Boards,
 }
 
 impl ServerState {

@@ -258,6 +258,8 @@ struct Inner {
     peer_events: mpsc::UnboundedSender<PeerEvent>,
     closed: AtomicBool,
     next_cid: AtomicU64,
+    whiteboard: crate::whiteboard::Whiteboard,
+    whiteboard_reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// A joined room. Cheap to clone; every clone is the same room.
@@ -330,7 +332,10 @@ impl Room {
             peer_events: peer_events_tx,
             closed: AtomicBool::new(false),
             next_cid: AtomicU64::new(1),
+            whiteboard: crate::whiteboard::Whiteboard::new(&claims.sub),
+            whiteboard_reader: Mutex::new(None),
         });
+        inner.attach_whiteboard();
         let weak = Arc::downgrade(&inner);
         let event_loop = tokio::spawn(async move {
             loop {
@@ -367,6 +372,11 @@ impl Room {
             },
             events,
         ))
+    }
+
+    /// The room's shared whiteboard (a local replica kept in sync with the server's).
+    pub fn whiteboard(&self) -> crate::whiteboard::Whiteboard {
+        self.inner.whiteboard.clone()
     }
 
     /// The room's name and id.
@@ -636,6 +646,7 @@ impl Inner {
             return Err(RoomError::Internal("unexpected reply to join".into()));
         };
         *write(&self.signal) = Arc::new(signal);
+        self.attach_whiteboard();
         *write(&self.room) = room;
         *write(&self.local) = participant;
         let fresh: BTreeMap<ParticipantId, ParticipantInfo> = participants
@@ -717,6 +728,25 @@ impl Inner {
         }
         *publisher = Some(peer);
         Ok(())
+    }
+
+    /// Connects the whiteboard replica to the current signaling connection.
+    fn attach_whiteboard(&self) {
+        let signal = self.signal();
+        let Some(mut incoming) = signal.take_binary_receiver() else {
+            return;
+        };
+        let whiteboard = self.whiteboard.clone();
+        whiteboard.attach(signal.binary_sender());
+        let reader = tokio::spawn(async move {
+            while let Some(bytes) = incoming.recv().await {
+                whiteboard.on_frame(&bytes);
+            }
+            whiteboard.detach();
+        });
+        if let Some(old) = lock(&self.whiteboard_reader).replace(reader) {
+            old.abort();
+        }
     }
 
     /// Closes both peer connections and drops subscriptions; publications keep encoding.

@@ -1,0 +1,454 @@
+//! The client's whiteboard replica: a local yrs document edited at once and synced with the
+//! room's authoritative board over the signaling WebSocket's binary frames.
+//!
+//! Every edit is applied locally, sent as a y-protocols update and kept until the server
+//! acknowledges it (stored durably). On reconnect the y-protocols sync (step 1 / step 2) brings
+//! both sides up to date; while offline, edits queue and are resent. If the server refuses an
+//! edit (no write grant, locked page, too large), the replica is reloaded from the server so it
+//! never keeps a change others will not see.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use aula_protocol::whiteboard::{svg, Board, Frame, Item, NewItem, Point, DEFAULT_PAGE};
+use tokio::sync::mpsc;
+use yrs::undo::Options as UndoOptions;
+use yrs::updates::decoder::Decode;
+use yrs::{Doc, Origin, ReadTxn, StateVector, Transact, UndoManager, Update};
+
+/// Origin of local edits (the undo manager tracks only these).
+const LOCAL: &str = "aula-local";
+/// Origin of updates from the server.
+const REMOTE: &str = "aula-remote";
+
+/// Something that happened to the board.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum WhiteboardEvent {
+    /// The board changed; `remote` is false for this client's own edits (including undo).
+    Changed {
+        /// Whether the change came from the server.
+        remote: bool,
+    },
+    /// The server stored the client's edits up to `seq` (per connection).
+    Acked {
+        /// Edit frames acknowledged.
+        seq: u64,
+    },
+    /// The server refused an edit; the replica was reloaded from the server.
+    Refused {
+        /// Stable code (`permission_denied`, `locked`, `too_large`, `invalid_update`, ...).
+        code: String,
+        /// Explanation.
+        message: String,
+    },
+}
+
+/// Errors of whiteboard calls.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WhiteboardError {
+    /// No item with that id on that page.
+    #[error("no item {0:?} on that page")]
+    NoSuchItem(String),
+}
+
+struct State {
+    board: Board,
+    undo: UndoManager,
+    identity: String,
+    next_id: u64,
+    /// Where to send binary frames, when connected.
+    out: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    /// Frames dropped both ways (a simulated network partition).
+    offline: bool,
+    /// Edit frames sent on the current connection.
+    sent_seq: u64,
+    /// Updates not yet acknowledged, by the frame number they were (or will be) sent as.
+    unacked: BTreeMap<u64, Vec<u8>>,
+    /// Updates made while offline or detached, to send when back.
+    queued: Vec<Vec<u8>>,
+    listeners: Vec<mpsc::UnboundedSender<WhiteboardEvent>>,
+}
+
+/// A room's whiteboard as this client sees it. Cheap to clone; clones share the replica.
+#[derive(Clone)]
+pub struct Whiteboard {
+    state: Arc<Mutex<State>>,
+}
+
+fn new_board() -> (Board, UndoManager) {
+    let board = Board::new(Doc::new());
+    // Each call is one undo step: `reset` separates calls (see `edit`), so the timeout only
+    // has to outlast the drawing of one stroke.
+    let mut options = UndoOptions {
+        capture_timeout_millis: 3_600_000,
+        ..UndoOptions::default()
+    };
+    options.tracked_origins.insert(Origin::from(LOCAL));
+    let mut undo = UndoManager::with_options(options);
+    undo.expand_scope(board.doc(), board.pages_ref());
+    (board, undo)
+}
+
+impl Whiteboard {
+    /// An empty replica for `identity` (the token's `sub`), not connected yet.
+    pub fn new(identity: &str) -> Self {
+        let (board, undo) = new_board();
+        Self {
+            state: Arc::new(Mutex::new(State {
+                board,
+                undo,
+                identity: identity.to_owned(),
+                next_id: 1,
+                out: None,
+                offline: false,
+                sent_seq: 0,
+                unacked: BTreeMap::new(),
+                queued: Vec::new(),
+                listeners: Vec::new(),
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Events about this board. Each call returns a new receiver.
+    pub fn events(&self) -> mpsc::UnboundedReceiver<WhiteboardEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.lock().listeners.push(tx);
+        rx
+    }
+
+    /// Starts syncing over a new connection: frames go to `out`; the caller feeds incoming
+    /// binary frames to [`on_frame`](Self::on_frame). Sends sync step 1.
+    pub fn attach(&self, out: mpsc::UnboundedSender<Vec<u8>>) {
+        let mut st = self.lock();
+        st.out = Some(out);
+        st.sent_seq = 0;
+        // Sync step 2 in answer to the server's step 1 carries everything unacknowledged.
+        st.unacked.clear();
+        st.queued.clear();
+        let sv = st.board.doc().transact().state_vector();
+        st.send_raw(Frame::SyncStep1(sv).encode());
+    }
+
+    /// Stops syncing (the connection is gone); edits keep working locally.
+    pub fn detach(&self) {
+        self.lock().out = None;
+    }
+
+    /// Simulates a network partition: while `offline`, frames are dropped both ways. Going
+    /// back online re-syncs: it asks the server for what it missed and resends every edit the
+    /// server has not acknowledged.
+    pub fn set_offline(&self, offline: bool) {
+        let mut st = self.lock();
+        st.offline = offline;
+        if !offline {
+            let sv = st.board.doc().transact().state_vector();
+            st.send_raw(Frame::SyncStep1(sv).encode());
+            let queued = std::mem::take(&mut st.queued);
+            let mut resend: Vec<Vec<u8>> = std::mem::take(&mut st.unacked).into_values().collect();
+            resend.extend(queued);
+            for update in resend {
+                st.send_edit(update);
+            }
+        }
+    }
+
+    /// Handles one binary frame from the server.
+    pub fn on_frame(&self, bytes: &[u8]) {
+        let frame = match Frame::decode(bytes) {
+            Ok(frame) => frame,
+            Err(err) => {
+                tracing::debug!(error = %err, "malformed whiteboard frame ignored");
+                return;
+            }
+        };
+        let mut st = self.lock();
+        if st.offline {
+            return;
+        }
+        match frame {
+            Frame::SyncStep1(sv) => {
+                let diff = st.board.doc().transact().encode_diff_v1(&sv);
+                st.send_edit(diff);
+            }
+            Frame::SyncStep2(update) | Frame::Update(update) => {
+                let Ok(update) = Update::decode_v1(&update) else {
+                    return;
+                };
+                let applied = st
+                    .board
+                    .doc()
+                    .transact_mut_with(REMOTE)
+                    .apply_update(update);
+                if applied.is_ok() {
+                    st.emit(WhiteboardEvent::Changed { remote: true });
+                }
+            }
+            Frame::Awareness(_) => {}
+            Frame::Ack { seq } => {
+                st.unacked.retain(|s, _| *s > seq);
+                st.emit(WhiteboardEvent::Acked { seq });
+            }
+            Frame::Error { seq, code, message } => {
+                tracing::info!(seq, %code, %message, "whiteboard edit refused");
+                if seq > 0 {
+                    // Reload from the server: the refused edit must not linger locally.
+                    let (board, undo) = new_board();
+                    st.board = board;
+                    st.undo = undo;
+                    st.unacked.clear();
+                    st.queued.clear();
+                    st.send_raw(Frame::SyncStep1(StateVector::default()).encode());
+                }
+                st.emit(WhiteboardEvent::Refused { code, message });
+                st.emit(WhiteboardEvent::Changed { remote: true });
+            }
+        }
+    }
+
+    /// Runs one local edit, sends it, and notifies listeners. `group` false merges the edit
+    /// into the previous undo step (a stroke's further points).
+    fn edit<R>(
+        &self,
+        group: bool,
+        f: impl FnOnce(&Board, &mut yrs::TransactionMut<'_>, &str) -> R,
+    ) -> R {
+        let mut st = self.lock();
+        if group {
+            st.undo.reset();
+        }
+        let board = st.board.clone();
+        let identity = st.identity.clone();
+        let (result, update) = {
+            let mut txn = board.doc().transact_mut_with(LOCAL);
+            let result = f(&board, &mut txn, &identity);
+            (result, txn.encode_update_v1())
+        };
+        st.send_edit(update);
+        st.emit(WhiteboardEvent::Changed { remote: false });
+        result
+    }
+
+    fn fresh_id(&self) -> String {
+        let mut st = self.lock();
+        st.next_id += 1;
+        let client = st.board.doc().client_id();
+        format!("{client}-{}", st.next_id)
+    }
+
+    /// Adds an item on `page`; returns its id.
+    pub fn add_item(&self, page: &str, item: &NewItem) -> String {
+        let id = self.fresh_id();
+        self.edit(true, |board, txn, me| {
+            board.add_item(txn, page, &id, me, item)
+        });
+        id
+    }
+
+    /// Adds a stroke with its first points; more can follow with
+    /// [`extend_stroke`](Self::extend_stroke) while the pen moves (others see it grow).
+    pub fn add_stroke(&self, page: &str, color: &str, width: f64, points: &[Point]) -> String {
+        self.add_item(page, &NewItem::stroke(color, width, points.to_vec()))
+    }
+
+    /// Appends points to a stroke being drawn (same undo step as the stroke).
+    pub fn extend_stroke(
+        &self,
+        page: &str,
+        id: &str,
+        points: &[Point],
+    ) -> Result<(), WhiteboardError> {
+        self.edit(false, |board, txn, _| {
+            board.append_points(txn, page, id, points)
+        })
+        .then_some(())
+        .ok_or_else(|| WhiteboardError::NoSuchItem(id.to_owned()))
+    }
+
+    /// Moves an item by `dx, dy`.
+    pub fn move_item(&self, page: &str, id: &str, dx: f64, dy: f64) -> Result<(), WhiteboardError> {
+        self.edit(true, |board, txn, _| board.move_item(txn, page, id, dx, dy))
+            .then_some(())
+            .ok_or_else(|| WhiteboardError::NoSuchItem(id.to_owned()))
+    }
+
+    /// Changes an item's colour.
+    pub fn recolor(&self, page: &str, id: &str, color: &str) -> Result<(), WhiteboardError> {
+        self.edit(true, |board, txn, _| board.recolor(txn, page, id, color))
+            .then_some(())
+            .ok_or_else(|| WhiteboardError::NoSuchItem(id.to_owned()))
+    }
+
+    /// Erases an item.
+    pub fn erase(&self, page: &str, id: &str) -> Result<(), WhiteboardError> {
+        self.edit(true, |board, txn, _| board.erase(txn, page, id))
+            .then_some(())
+            .ok_or_else(|| WhiteboardError::NoSuchItem(id.to_owned()))
+    }
+
+    /// Erases every item on `page`; returns how many.
+    pub fn clear_page(&self, page: &str) -> usize {
+        self.edit(true, |board, txn, _| board.clear_page(txn, page))
+    }
+
+    /// Locks or unlocks a page (needs the `room_admin` grant, or the server refuses it).
+    pub fn set_page_locked(&self, page: &str, locked: bool) {
+        self.edit(true, |board, txn, _| {
+            board.set_page_locked(txn, page, locked)
+        });
+    }
+
+    /// Locks or unlocks the whole board (needs `room_admin`).
+    pub fn set_board_locked(&self, locked: bool) {
+        self.edit(true, |board, txn, _| board.set_board_locked(txn, locked));
+    }
+
+    fn undo_redo(&self, redo: bool) -> bool {
+        let mut st = self.lock();
+        let sv = st.board.doc().transact().state_vector();
+        let done = if redo {
+            st.undo.redo_blocking()
+        } else {
+            st.undo.undo_blocking()
+        };
+        if done {
+            let update = st.board.doc().transact().encode_diff_v1(&sv);
+            st.send_edit(update);
+            st.emit(WhiteboardEvent::Changed { remote: false });
+        }
+        done
+    }
+
+    /// Undoes this client's last edit (never someone else's). Returns false if there is none.
+    pub fn undo(&self) -> bool {
+        self.undo_redo(false)
+    }
+
+    /// Redoes the last undone edit. Returns false if there is none.
+    pub fn redo(&self) -> bool {
+        self.undo_redo(true)
+    }
+
+    /// Items of `page` in drawing order.
+    pub fn items(&self, page: &str) -> Vec<Item> {
+        let st = self.lock();
+        let txn = st.board.doc().transact();
+        st.board.items(&txn, page)
+    }
+
+    /// Page ids.
+    pub fn pages(&self) -> Vec<String> {
+        let st = self.lock();
+        let txn = st.board.doc().transact();
+        st.board.pages(&txn)
+    }
+
+    /// The page every board starts with.
+    pub fn default_page(&self) -> &'static str {
+        DEFAULT_PAGE
+    }
+
+    /// Items over all pages.
+    pub fn item_count(&self) -> usize {
+        let st = self.lock();
+        let txn = st.board.doc().transact();
+        st.board.item_count(&txn)
+    }
+
+    /// Content digest: equal on replicas with identical boards.
+    pub fn digest(&self) -> String {
+        let st = self.lock();
+        let txn = st.board.doc().transact();
+        st.board.digest(&txn)
+    }
+
+    /// Edits not yet acknowledged by the server.
+    pub fn unacked(&self) -> usize {
+        let st = self.lock();
+        st.unacked.len() + st.queued.len()
+    }
+
+    /// The whole board as one yrs update (v1), e.g. to save it.
+    pub fn encode_state(&self) -> Vec<u8> {
+        let st = self.lock();
+        let txn = st.board.doc().transact();
+        txn.encode_state_as_update_v1(&StateVector::default())
+    }
+
+    /// `page` as an SVG document of `width` × `height` board units.
+    pub fn export_svg(&self, page: &str, width: f64, height: f64) -> String {
+        svg::page_to_svg(&self.items(page), width, height)
+    }
+}
+
+impl State {
+    fn send_raw(&mut self, bytes: Vec<u8>) {
+        if self.offline {
+            return;
+        }
+        if let Some(out) = &self.out {
+            if out.send(bytes).is_err() {
+                self.out = None;
+            }
+        }
+    }
+
+    fn send_edit(&mut self, update: Vec<u8>) {
+        if self.offline || self.out.is_none() {
+            self.queued.push(update);
+            return;
+        }
+        self.sent_seq += 1;
+        let seq = self.sent_seq;
+        self.unacked.insert(seq, update.clone());
+        self.send_raw(Frame::Update(update).encode());
+    }
+
+    fn emit(&mut self, event: WhiteboardEvent) {
+        self.listeners.retain(|l| l.send(event.clone()).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(n: usize) -> Vec<Point> {
+        (0..n)
+            .map(|i| Point {
+                x: i as f32,
+                y: 1.0,
+                pressure: 0.5,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn undo_leaves_remote_items_alone() {
+        // The server creates the first page; clients only add items to it.
+        let seed = Board::new(Doc::new());
+        seed.ensure_page(&mut seed.doc().transact_mut(), DEFAULT_PAGE);
+        let seed = seed
+            .doc()
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default());
+        let alice = Whiteboard::new("alice");
+        let bob = Whiteboard::new("bob");
+        alice.on_frame(&Frame::SyncStep2(seed.clone()).encode());
+        bob.on_frame(&Frame::SyncStep2(seed).encode());
+        let a = alice.add_stroke("1", "#000", 1.0, &p(2));
+        alice.extend_stroke("1", &a, &p(2)).expect("stroke");
+        bob.on_frame(&Frame::SyncStep2(alice.encode_state()).encode());
+        bob.add_stroke("1", "#111", 1.0, &p(2));
+        alice.on_frame(&Frame::SyncStep2(bob.encode_state()).encode());
+        assert_eq!(alice.item_count(), 2);
+        assert!(alice.undo());
+        assert_eq!(alice.item_count(), 1);
+        assert!(!alice.undo());
+    }
+}

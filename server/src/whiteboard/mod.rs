@@ -1,0 +1,63 @@
+//! The authoritative whiteboards: one actor task per room's board, durable storage, and the
+//! y-websocket endpoint.
+
+mod board;
+mod session;
+pub mod store;
+pub mod yjs;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aula_protocol::whiteboard::WhiteboardLimits;
+use tokio::sync::{mpsc, Mutex};
+
+pub use board::{BoardCmd, Conn};
+pub use session::{board_queue, SessionBoard};
+pub use store::{Store, StoreError};
+
+/// Every room's board; boards are loaded from the store on first use.
+pub struct Boards {
+    store: Arc<Store>,
+    limits: WhiteboardLimits,
+    open: Mutex<HashMap<String, mpsc::Sender<BoardCmd>>>,
+}
+
+impl Boards {
+    /// Boards kept in `store`.
+    pub fn new(store: Store, limits: WhiteboardLimits) -> Self {
+        Self {
+            store: Arc::new(store),
+            limits,
+            open: Mutex::default(),
+        }
+    }
+
+    /// The limits every update is checked against.
+    pub fn limits(&self) -> &WhiteboardLimits {
+        &self.limits
+    }
+
+    /// The command queue of `room`'s board, loading it if needed.
+    pub async fn get(&self, room: &str) -> Result<mpsc::Sender<BoardCmd>, StoreError> {
+        let mut open = self.open.lock().await;
+        if let Some(tx) = open.get(room) {
+            if !tx.is_closed() {
+                return Ok(tx.clone());
+            }
+        }
+        let tx = board::spawn(
+            room.to_owned(),
+            Arc::clone(&self.store),
+            self.limits.clone(),
+        )
+        .await?;
+        open.insert(room.to_owned(), tx.clone());
+        Ok(tx)
+    }
+
+    /// Bytes stored for a room's board.
+    pub fn stored_bytes(&self, room: &str) -> Result<u64, StoreError> {
+        self.store.stored_bytes(room)
+    }
+}

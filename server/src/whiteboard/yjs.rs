@@ -1,0 +1,96 @@
+//! `GET /yjs/{room}?token=...`: the standard y-websocket protocol for a room's board, so Yjs
+//! browser tools can join it. The token is checked as for `/rtc`; the server sends sync step 1
+//! on connect and answers y-protocols sync and awareness messages. Aula's ack and error frames
+//! are not sent here (y-websocket clients do not know them); a refused update is dropped.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use aula_protocol::whiteboard::{Editor, Frame};
+use aula_protocol::Claims;
+use axum::extract::ws::{Message, WebSocket};
+use futures::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, Notify};
+
+use super::board::{BoardCmd, Conn, CONN_QUEUE};
+use crate::limits::MessageRate;
+use crate::state::ServerState;
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh connection id for a board.
+pub fn next_conn_id() -> u64 {
+    NEXT_CONN.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The editor a token describes.
+pub fn editor_for(claims: &Claims) -> Editor {
+    Editor {
+        identity: claims.sub.clone(),
+        can_write: claims.grants.whiteboard_write,
+        is_admin: claims.grants.room_admin,
+    }
+}
+
+/// Serves one y-websocket connection until it closes.
+pub async fn serve(socket: WebSocket, server: Arc<ServerState>, claims: Claims) {
+    let Ok(board) = server.boards.get(&claims.room).await else {
+        tracing::error!(room = %claims.room, "whiteboard unavailable");
+        return;
+    };
+    let (mut sink, mut stream) = socket.split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CONN_QUEUE);
+    let kill = Arc::new(Notify::new());
+    let id = next_conn_id();
+    let conn = Conn {
+        tx,
+        kill: Arc::clone(&kill),
+        aula: false,
+    };
+    if board.send(BoardCmd::Join { id, conn }).await.is_err() {
+        return;
+    }
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            if sink.send(Message::Binary(bytes.into())).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let editor = editor_for(&claims);
+    let per_second = server.boards.limits().max_updates_per_second;
+    let mut rate = MessageRate::new(per_second, per_second * 2, std::time::Instant::now());
+    let mut seq = 0;
+    let mut shutdown = server.shutdown.subscribe();
+    loop {
+        tokio::select! {
+            incoming = stream.next() => {
+                let bytes = match incoming {
+                    Some(Ok(Message::Binary(bytes))) => bytes,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => continue,
+                };
+                let Ok(frame) = Frame::decode(&bytes) else {
+                    tracing::debug!("malformed y-websocket frame ignored");
+                    continue;
+                };
+                if frame.is_edit() {
+                    seq += 1;
+                    if !rate.allow(std::time::Instant::now()) {
+                        tracing::info!(room = %claims.room, "y-websocket update over the rate limit dropped");
+                        continue;
+                    }
+                }
+                let cmd = BoardCmd::Frame { id, editor: editor.clone(), seq, frame };
+                if board.send(cmd).await.is_err() {
+                    break;
+                }
+            }
+            _ = kill.notified() => break,
+            _ = shutdown.changed() => break,
+        }
+    }
+    let _ = board.send(BoardCmd::Leave { id }).await;
+    writer.abort();
+}

@@ -1,0 +1,355 @@
+//! The shared whiteboard end to end: real server, real client replicas on loopback.
+
+use std::time::{Duration, Instant};
+
+use aula_core::{Room, RoomOptions, Whiteboard, WhiteboardEvent};
+use aula_protocol::token::unix_now;
+use aula_protocol::whiteboard::{Point, DEFAULT_PAGE};
+use aula_protocol::{Claims, Role};
+use aula_server::{Server, ServerConfig, ServerHandle, DEV_API_KEY, DEV_API_SECRET};
+
+fn token(room: &str, identity: &str, role: Role, write: bool) -> String {
+    let mut claims = Claims::new(DEV_API_KEY, room, identity, role, unix_now(), 600);
+    claims.grants.whiteboard_write = write;
+    claims.sign(DEV_API_SECRET).expect("dev claims are valid")
+}
+
+async fn start_server() -> ServerHandle {
+    Server::start(ServerConfig::dev(0, 0))
+        .await
+        .expect("server starts on free loopback ports")
+}
+
+async fn join(server: &ServerHandle, room: &str, identity: &str, role: Role, write: bool) -> Room {
+    let (room, _events) = Room::connect(
+        &server.ws_url(),
+        &token(room, identity, role, write),
+        RoomOptions::default(),
+    )
+    .await
+    .expect("join succeeds");
+    room
+}
+
+fn pts(seed: u32, n: usize) -> Vec<Point> {
+    (0..n)
+        .map(|i| Point {
+            x: (seed * 7 + i as u32) as f32,
+            y: (seed * 3 + i as u32 * 2) as f32,
+            pressure: 0.5,
+        })
+        .collect()
+}
+
+/// Waits until `cond` holds, polling; panics with `what` after `timeout`.
+async fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn server_digest(server: &ServerHandle, room: &str) -> (usize, String) {
+    server
+        .whiteboard_digest(room)
+        .await
+        .expect("the board is readable")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_clients_converge_despite_loss_and_partitions() {
+    let server = start_server().await;
+    let mut boards: Vec<Whiteboard> = Vec::new();
+    let mut rooms = Vec::new();
+    for i in 0..5 {
+        let room = join(&server, "conv", &format!("user{i}"), Role::Student, true).await;
+        boards.push(room.whiteboard());
+        rooms.push(room);
+    }
+    eventually(
+        "the default page on every replica",
+        Duration::from_secs(5),
+        || {
+            boards
+                .iter()
+                .all(|b| b.pages() == vec![DEFAULT_PAGE.to_owned()])
+        },
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for (i, board) in boards.iter().enumerate() {
+        let board = board.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for step in 0..40u32 {
+                // Partitions: frames are lost both ways for a while, then the replica resyncs.
+                if step % 13 == (i as u32 % 5) + 3 {
+                    board.set_offline(true);
+                }
+                if step % 13 == (i as u32 % 5) + 7 {
+                    board.set_offline(false);
+                }
+                match step % 5 {
+                    0 | 1 => {
+                        let id = board.add_stroke(DEFAULT_PAGE, "#ff0000", 2.0, &pts(step, 4));
+                        board
+                            .extend_stroke(DEFAULT_PAGE, &id, &pts(step + 1, 4))
+                            .expect("own stroke exists");
+                        mine.push(id);
+                    }
+                    2 => {
+                        // Move someone's item (whatever this replica sees first).
+                        if let Some(item) = board.items(DEFAULT_PAGE).first() {
+                            let _ = board.move_item(DEFAULT_PAGE, &item.id, 1.0, 2.0);
+                        }
+                    }
+                    3 => {
+                        if let Some(item) = board.items(DEFAULT_PAGE).last() {
+                            let _ = board.recolor(DEFAULT_PAGE, &item.id, "#00ff00");
+                        }
+                    }
+                    _ => {
+                        if let Some(id) = mine.first().cloned() {
+                            let _ = board.erase(DEFAULT_PAGE, &id);
+                            mine.remove(0);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(3 + i as u64)).await;
+            }
+            board.set_offline(false);
+        }));
+    }
+    for task in tasks {
+        task.await.expect("editor task");
+    }
+    eventually("every edit acknowledged", Duration::from_secs(20), || {
+        boards.iter().all(|b| b.unacked() == 0)
+    })
+    .await;
+    let (count, digest) = server_digest(&server, "conv").await;
+    eventually(
+        "every replica equal to the server's board",
+        Duration::from_secs(20),
+        || boards.iter().all(|b| b.digest() == digest),
+    )
+    .await;
+    assert!(
+        count > 20,
+        "the board holds the surviving strokes ({count})"
+    );
+    for b in &boards {
+        assert_eq!(b.item_count(), count);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undo_only_undoes_ones_own_edits() {
+    let server = start_server().await;
+    let alice_room = join(&server, "undo", "alice", Role::Teacher, true).await;
+    let alice = alice_room.whiteboard();
+    let bob_room = join(&server, "undo", "bob", Role::Student, true).await;
+    let bob = bob_room.whiteboard();
+    eventually("pages", Duration::from_secs(5), || {
+        !alice.pages().is_empty() && !bob.pages().is_empty()
+    })
+    .await;
+    let a = alice.add_stroke(DEFAULT_PAGE, "#000", 1.0, &pts(1, 3));
+    alice
+        .extend_stroke(DEFAULT_PAGE, &a, &pts(2, 3))
+        .expect("stroke");
+    eventually("alice's stroke at bob", Duration::from_secs(5), || {
+        bob.item_count() == 1
+    })
+    .await;
+    let b = bob.add_stroke(DEFAULT_PAGE, "#111", 1.0, &pts(3, 3));
+    eventually("bob's stroke at alice", Duration::from_secs(5), || {
+        alice.item_count() == 2
+    })
+    .await;
+    assert!(alice.undo(), "alice has an edit to undo");
+    assert_eq!(alice.item_count(), 1, "undo applies locally at once");
+    eventually("undo reaches bob", Duration::from_secs(5), || {
+        bob.item_count() == 1
+    })
+    .await;
+    let left = bob.items(DEFAULT_PAGE);
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id, b, "bob's stroke survives alice's undo");
+    assert!(
+        !alice.undo(),
+        "alice has nothing else to undo: bob's stroke is not hers"
+    );
+    assert_eq!(alice.item_count(), 1);
+    assert!(alice.redo());
+    eventually("redo reaches bob", Duration::from_secs(5), || {
+        bob.item_count() == 2
+    })
+    .await;
+    let restored = bob.items(DEFAULT_PAGE);
+    let stroke = restored
+        .iter()
+        .find(|i| i.id == a)
+        .expect("alice's stroke is back");
+    assert_eq!(
+        stroke.points.len(),
+        6,
+        "the whole stroke, both chunks, is one undo step"
+    );
+}
+
+async fn refused(events: &mut tokio::sync::mpsc::UnboundedReceiver<WhiteboardEvent>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.recv()).await {
+            Ok(Some(WhiteboardEvent::Refused { code, .. })) => return code,
+            Ok(Some(_)) => continue,
+            _ => panic!("no refusal arrived"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_edits_change_nothing() {
+    let server = start_server().await;
+    let teacher_room = join(&server, "perm", "teacher", Role::Teacher, true).await;
+    let teacher = teacher_room.whiteboard();
+    let reader_room = join(&server, "perm", "reader", Role::Student, false).await;
+    let reader = reader_room.whiteboard();
+    let writer_room = join(&server, "perm", "writer", Role::Student, true).await;
+    let writer = writer_room.whiteboard();
+    for b in [&teacher, &reader, &writer] {
+        eventually("pages", Duration::from_secs(5), || !b.pages().is_empty()).await;
+    }
+    teacher.add_stroke(DEFAULT_PAGE, "#000", 1.0, &pts(1, 3));
+    eventually(
+        "teacher's stroke everywhere",
+        Duration::from_secs(5),
+        || reader.item_count() == 1 && writer.item_count() == 1,
+    )
+    .await;
+    let before = server_digest(&server, "perm").await;
+
+    // No write grant.
+    let mut events = reader.events();
+    reader.add_stroke(DEFAULT_PAGE, "#f00", 1.0, &pts(2, 3));
+    assert_eq!(reader.item_count(), 2, "applied locally at once");
+    assert_eq!(refused(&mut events).await, "permission_denied");
+    eventually(
+        "the reader's replica reloaded",
+        Duration::from_secs(5),
+        || reader.digest() == before.1,
+    )
+    .await;
+    assert_eq!(server_digest(&server, "perm").await, before);
+
+    // Locking needs room_admin.
+    let mut events = writer.events();
+    writer.set_page_locked(DEFAULT_PAGE, true);
+    assert_eq!(refused(&mut events).await, "permission_denied");
+
+    // A locked page refuses writers but not the admin.
+    teacher.set_page_locked(DEFAULT_PAGE, true);
+    eventually("the lock everywhere", Duration::from_secs(5), || {
+        writer.digest() == teacher.digest() && teacher.unacked() == 0
+    })
+    .await;
+    let locked = server_digest(&server, "perm").await;
+    let mut events = writer.events();
+    writer.add_stroke(DEFAULT_PAGE, "#f00", 1.0, &pts(3, 3));
+    assert_eq!(refused(&mut events).await, "locked");
+    let first = teacher.items(DEFAULT_PAGE)[0].id.clone();
+    let _ = writer.erase(DEFAULT_PAGE, &first);
+    assert_eq!(refused(&mut events).await, "locked");
+    assert_eq!(server_digest(&server, "perm").await, locked);
+    teacher.add_stroke(DEFAULT_PAGE, "#000", 1.0, &pts(4, 3));
+    eventually(
+        "the admin may draw on a locked page",
+        Duration::from_secs(5),
+        || teacher.unacked() == 0 && writer.item_count() == 2,
+    )
+    .await;
+    teacher.set_page_locked(DEFAULT_PAGE, false);
+    eventually("unlocked", Duration::from_secs(5), || {
+        teacher.unacked() == 0
+    })
+    .await;
+
+    // Oversized: a stroke with more points than allowed.
+    let before = server_digest(&server, "perm").await;
+    let mut events = writer.events();
+    writer.add_stroke(DEFAULT_PAGE, "#f00", 1.0, &pts(5, 10_001));
+    assert_eq!(refused(&mut events).await, "too_large");
+    assert_eq!(server_digest(&server, "perm").await, before);
+    eventually(
+        "the writer's replica reloaded",
+        Duration::from_secs(5),
+        || writer.digest() == before.1,
+    )
+    .await;
+    // The writer can still draw afterwards.
+    writer.add_stroke(DEFAULT_PAGE, "#f00", 1.0, &pts(6, 3));
+    eventually("writer's stroke stored", Duration::from_secs(5), || {
+        writer.unacked() == 0
+    })
+    .await;
+    assert_eq!(server_digest(&server, "perm").await.0, before.0 + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_get_an_error_and_change_nothing() {
+    use aula_core::signal_client::SignalClient;
+    use aula_protocol::whiteboard::Frame;
+    use aula_protocol::{ClientMessage, PROTOCOL_VERSION};
+    let server = start_server().await;
+    let teacher_room = join(&server, "bad", "teacher", Role::Teacher, true).await;
+    let teacher = teacher_room.whiteboard();
+    eventually("pages", Duration::from_secs(5), || {
+        !teacher.pages().is_empty()
+    })
+    .await;
+    teacher.add_stroke(DEFAULT_PAGE, "#000", 1.0, &pts(1, 3));
+    eventually("stored", Duration::from_secs(5), || teacher.unacked() == 0).await;
+    let before = server_digest(&server, "bad").await;
+
+    let (signal, _events) = SignalClient::connect(&server.ws_url())
+        .await
+        .expect("connects");
+    let id = signal.next_id();
+    signal
+        .request(ClientMessage::Join {
+            id,
+            protocol_version: PROTOCOL_VERSION,
+            room: "bad".into(),
+            token: token("bad", "raw", Role::Teacher, true),
+            auto_subscribe: false,
+        })
+        .await
+        .expect("joins");
+    let mut incoming = signal.take_binary_receiver().expect("binary frames");
+    let out = signal.binary_sender();
+    for garbage in [
+        vec![],
+        vec![7, 1, 2],
+        vec![0, 2, 5, 1, 2],                   // update shorter than its length
+        Frame::Update(vec![255; 40]).encode(), // not a yrs update
+    ] {
+        out.send(garbage).expect("sent");
+    }
+    let mut codes = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while codes.len() < 4 && Instant::now() < deadline {
+        if let Ok(Some(bytes)) = tokio::time::timeout(Duration::from_secs(1), incoming.recv()).await
+        {
+            if let Ok(Frame::Error { code, .. }) = Frame::decode(&bytes) {
+                codes.push(code);
+            }
+        }
+    }
+    assert_eq!(codes.len(), 4, "every bad frame is answered: {codes:?}");
+    assert!(codes.iter().any(|c| c == "malformed"));
+    assert!(codes.iter().any(|c| c == "invalid_update"));
+    assert_eq!(server_digest(&server, "bad").await, before);
+}
