@@ -2,12 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use aula_core::media::{SyntheticAudioSource, SyntheticVideoSource};
-use aula_core::{Percentiles, Room, RoomOptions, VideoPublishOptions};
-use aula_protocol::token::unix_now;
-use aula_protocol::{Claims, MediaKind, Role};
-use aula_server::{Server, ServerConfig, DEV_API_KEY, DEV_API_SECRET};
+use anyhow::bail;
+use aula_core::Percentiles;
+use aula_protocol::{MediaKind, Role};
+
+use crate::harness::{join, median, parse_resolution, start_server, Camera};
 use clap::Args;
 use serde::Serialize;
 
@@ -68,43 +67,20 @@ struct Summary {
     decoded_fps_min: f64,
 }
 
-fn parse_resolution(text: &str) -> anyhow::Result<(u32, u32)> {
-    let (w, h) = text
-        .split_once('x')
-        .with_context(|| format!("{text:?} is not WIDTHxHEIGHT"))?;
-    Ok((w.parse()?, h.parse()?))
-}
-
 /// Runs the scenario and prints the report.
 pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
     if args.participants < 2 {
         bail!("--participants must be at least 2");
     }
     let (width, height) = parse_resolution(&args.resolution)?;
-    let server = Server::start(ServerConfig::dev(0, 0)).await?;
-    let url = server.ws_url();
+    let camera = Camera::new(width, height, args.fps, args.bitrate_kbps);
+    let server = start_server().await?;
     let mut rooms = Vec::new();
     for i in 0..args.participants {
         let identity = format!("p{i}");
         let role = if i == 0 { Role::Teacher } else { Role::Student };
-        let token = Claims::new(DEV_API_KEY, "bench", &identity, role, unix_now(), 3600)
-            .sign(DEV_API_SECRET)?;
         let connected_at = Instant::now();
-        let (room, _events) = Room::connect(&url, &token, RoomOptions::default()).await?;
-        let bitrate_bps = args
-            .bitrate_kbps
-            .map(|k| k * 1000)
-            .unwrap_or_else(|| ((width * height * args.fps) / 18).clamp(150_000, 4_000_000));
-        room.publish_video(
-            SyntheticVideoSource::new(width, height, args.fps)?,
-            VideoPublishOptions {
-                bitrate_bps,
-                ..VideoPublishOptions::default()
-            },
-        )
-        .await?;
-        room.publish_audio(SyntheticAudioSource::new(440.0 + 110.0 * i as f32), "mic")
-            .await?;
+        let room = join(&server, "bench", &identity, role, Some(camera), None).await?;
         rooms.push((identity, room, connected_at));
     }
     tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
@@ -177,14 +153,6 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn print_table(report: &Report) {

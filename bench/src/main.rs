@@ -1,6 +1,8 @@
 //! `aula-bench`: scenario benchmarks that run a server and clients in one process on loopback.
 
 mod e2e;
+mod harness;
+mod loss;
 
 use clap::{Parser, Subcommand};
 
@@ -17,6 +19,10 @@ enum Scenario {
     /// N participants publish synthetic video and audio; every receiver's join time, latency and
     /// frame rate.
     E2e(e2e::E2eArgs),
+    /// One cell of the loss table: 1 publisher, 2 subscribers, loss and delay on every path.
+    Loss(loss::LossArgs),
+    /// Every cell of the loss table (loss 0-40 % x RTT 50 and 150 ms).
+    LossTable(loss::LossArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +39,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.scenario {
         Scenario::E2e(args) => runtime.block_on(e2e::run(args)),
+        Scenario::Loss(args) => runtime.block_on(loss::run(args)),
+        Scenario::LossTable(args) => runtime.block_on(loss::run_table(args)),
     }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use aula_core::media::{SyntheticAudioSource, SyntheticVideoSource};
+use aula_core::netsim::{LinkSettings, NetworkImpairment};
 use aula_core::{Room, RoomEvent, RoomOptions, RoomStats, VideoPublishOptions};
 use aula_protocol::MediaKind;
 use clap::Args;
@@ -41,6 +42,39 @@ pub struct JoinArgs {
     /// Do not subscribe to others' tracks.
     #[arg(long)]
     no_subscribe: bool,
+    /// Drop this percentage of media packets, each way (testing bad networks).
+    #[arg(long, value_parser = parse_percent)]
+    loss: Option<f64>,
+    /// Add this one-way delay to media, in ms, each way.
+    #[arg(long)]
+    delay: Option<u64>,
+    /// Cap media bandwidth at this many kbit/s, each way.
+    #[arg(long)]
+    cap_kbps: Option<u64>,
+}
+
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{text:?} is not a percentage"))?;
+    if !(0.0..=100.0).contains(&value) {
+        return Err("a percentage is between 0 and 100".into());
+    }
+    Ok(value)
+}
+
+/// The impairment `--loss`, `--delay` and `--cap-kbps` ask for, if any.
+fn impairment(args: &JoinArgs) -> Option<NetworkImpairment> {
+    if args.loss.is_none() && args.delay.is_none() && args.cap_kbps.is_none() {
+        return None;
+    }
+    Some(NetworkImpairment::symmetric(LinkSettings {
+        loss: args.loss.unwrap_or(0.0) / 100.0,
+        delay: Duration::from_millis(args.delay.unwrap_or(0)),
+        cap_bps: args.cap_kbps.map(|k| k * 1000),
+        ..LinkSettings::default()
+    }))
 }
 
 /// Parses `1280x720`.
@@ -97,6 +131,8 @@ pub fn run(args: JoinArgs) -> anyhow::Result<()> {
 async fn run_async(args: JoinArgs, publish: Publish) -> anyhow::Result<()> {
     let options = RoomOptions {
         auto_subscribe: !args.no_subscribe,
+        network: impairment(&args),
+        ..RoomOptions::default()
     };
     let (room, mut events) = Room::connect(&args.url, &args.token, options)
         .await
@@ -282,6 +318,14 @@ mod tests {
         assert!(parse_resolution("1281x720").is_err());
         assert!(parse_resolution("big").is_err());
         assert!(parse_resolution("8x8").is_err());
+    }
+
+    #[test]
+    fn percentages_parse_within_range() {
+        assert_eq!(parse_percent("30"), Ok(30.0));
+        assert_eq!(parse_percent("12.5%"), Ok(12.5));
+        assert!(parse_percent("101").is_err());
+        assert!(parse_percent("lots").is_err());
     }
 
     #[test]
