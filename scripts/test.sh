@@ -25,6 +25,11 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+if [ ! -d tests/yjs-interop/node_modules/yjs ]; then
+  echo "== npm ci (tests/yjs-interop)"
+  (cd tests/yjs-interop && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
