@@ -3,6 +3,8 @@
 mod e2e;
 mod harness;
 mod loss;
+mod memory;
+mod whiteboard;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +25,10 @@ enum Scenario {
     Loss(loss::LossArgs),
     /// Every cell of the loss table (loss 0-40 % x RTT 50 and 150 ms).
     LossTable(loss::LossArgs),
+    /// Server memory per idle participant and per forwarded stream (runs the aula-server binary).
+    Memory(memory::MemoryArgs),
+    /// Whiteboard: edit-to-remote-visible latency, join time on a large board, bytes per stroke.
+    Whiteboard(whiteboard::WhiteboardArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +47,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::E2e(args) => runtime.block_on(e2e::run(args)),
         Scenario::Loss(args) => runtime.block_on(loss::run(args)),
         Scenario::LossTable(args) => runtime.block_on(loss::run_table(args)),
+        Scenario::Whiteboard(args) => runtime.block_on(whiteboard::run(args)),
+        Scenario::Memory(args) => runtime.block_on(memory::run(args)),
     }
 }

@@ -341,6 +341,13 @@ impl Whiteboard {
         st.board.items(&txn, page)
     }
 
+    /// Whether `page` holds an item `id` (cheaper than [`items`](Self::items)).
+    pub fn has_item(&self, page: &str, id: &str) -> bool {
+        let st = self.lock();
+        let txn = st.board.doc().transact();
+        st.board.has_item(&txn, page, id)
+    }
+
     /// Page ids.
     pub fn pages(&self) -> Vec<String> {
         let st = self.lock();

@@ -496,6 +496,11 @@ impl Board {
             || get_map(&self.pages, txn, page).is_some_and(|p| get_bool(&p, txn, LOCKED))
     }
 
+    /// Whether `page` holds an item `id`.
+    pub fn has_item<T: ReadTxn>(&self, txn: &T, page: &str, id: &str) -> bool {
+        self.item_map(txn, page, id).is_some()
+    }
+
     /// Page ids, sorted.
     pub fn pages<T: ReadTxn>(&self, txn: &T) -> Vec<String> {
         let mut ids: Vec<String> = self.pages.keys(txn).map(str::to_owned).collect();
