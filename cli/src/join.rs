@@ -51,6 +51,10 @@ pub struct JoinArgs {
     /// Cap media bandwidth at this many kbit/s, each way.
     #[arg(long)]
     cap_kbps: Option<u64>,
+    /// Draw this many strokes on the room's whiteboard (streamed point by point, about 15
+    /// strokes a second) while in the room; the stats file reports the board at the end.
+    #[arg(long, default_value_t = 0)]
+    whiteboard_strokes: usize,
 }
 
 fn parse_percent(text: &str) -> Result<f64, String> {
@@ -169,6 +173,9 @@ async fn run_async(args: JoinArgs, publish: Publish) -> anyhow::Result<()> {
             .context("cannot publish audio")?;
     }
 
+    let drawing = (args.whiteboard_strokes > 0)
+        .then(|| tokio::spawn(draw_strokes(room.whiteboard(), args.whiteboard_strokes)));
+
     let deadline = args
         .duration
         .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
@@ -200,9 +207,20 @@ async fn run_async(args: JoinArgs, publish: Publish) -> anyhow::Result<()> {
     let stats = room.stats();
     let identity = me.identity.clone();
     let room_name = room.info().name;
+    if let Some(drawing) = drawing {
+        drawing.abort();
+    }
+    let board = room.whiteboard();
+    // Let this client's last strokes be stored before leaving.
+    let settle = Instant::now() + Duration::from_secs(5);
+    while board.unacked() > 0 && Instant::now() < settle {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let whiteboard = json!({ "items": board.item_count(), "digest": board.digest() });
     room.disconnect().await;
     if let Some(path) = &args.stats_json {
-        let document = stats_document(&identity, &room_name, &stats);
+        let mut document = stats_document(&identity, &room_name, &stats);
+        document["whiteboard"] = whiteboard;
         std::fs::write(path, serde_json::to_vec_pretty(&document)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
@@ -210,6 +228,32 @@ async fn run_async(args: JoinArgs, publish: Publish) -> anyhow::Result<()> {
         bail!("the session ended early: {reason}");
     }
     Ok(())
+}
+
+/// Draws `count` strokes on the board's first page, each streamed in three chunks.
+async fn draw_strokes(board: aula_core::Whiteboard, count: usize) {
+    let page = board.default_page();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while board.pages().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for n in 0..count {
+        let chunk = |part: usize| -> Vec<aula_protocol::whiteboard::Point> {
+            (0..8)
+                .map(|i| aula_protocol::whiteboard::Point {
+                    x: (n % 40) as f32 * 20.0 + (part * 8 + i) as f32,
+                    y: (n / 40) as f32 * 20.0 + ((part * 8 + i) as f32 * 0.5).sin() * 5.0,
+                    pressure: 0.5,
+                })
+                .collect()
+        };
+        let id = board.add_stroke(page, "#1e88e5", 2.0, &chunk(0));
+        for part in 1..3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let _ = board.extend_stroke(page, &id, &chunk(part));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A bitrate that gives the synthetic content clean pictures: ~0.1 bit per pixel at 30 fps.
