@@ -10,6 +10,8 @@ command -v cc >/dev/null 2>&1 || need_packages+=(build-essential)
 # The browser test drives Debian's Chromium through playwright-core (never a browser download).
 [ -x /usr/bin/chromium ] || need_packages+=(chromium)
 command -v node >/dev/null 2>&1 || need_packages+=(nodejs npm)
+# The TURN test relays media through a real coturn on loopback.
+command -v turnserver >/dev/null 2>&1 || need_packages+=(coturn)
 if [ ${#need_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${need_packages[*]}"

@@ -17,8 +17,8 @@ pub mod stats;
 pub mod whiteboard;
 
 pub use room::{
-    AudioSink, AudioSource, ConnectionState, DisconnectReason, Room, RoomError, RoomEvent,
-    RoomOptions, RoomStats, VideoPublishOptions, VideoSink, VideoSource,
+    AudioSink, AudioSource, ConnectionState, DisconnectReason, IceServer, Room, RoomError,
+    RoomEvent, RoomOptions, RoomStats, VideoPublishOptions, VideoSink, VideoSource,
 };
 pub use stats::{Percentiles, PublishedStats, ReceivedStats};
 pub use whiteboard::{Whiteboard, WhiteboardError, WhiteboardEvent};

@@ -95,6 +95,21 @@ pub struct RoomOptions {
     /// Impairments applied to this room's media path (loss, delay, caps, cuts): a tool for
     /// tests, benchmarks and `aula join`; `None` in applications.
     pub network: Option<NetworkImpairment>,
+    /// STUN/TURN servers for networks that block direct UDP to the server.
+    pub ice_servers: Vec<IceServer>,
+    /// Send media only through the TURN relays in `ice_servers` (default `false`).
+    pub relay_only: bool,
+}
+
+/// A STUN or TURN server, as in the browser's `RTCIceServer`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IceServer {
+    /// `stun:host:port`, `turn:host:port?transport=udp|tcp` or `turns:host:port`.
+    pub urls: Vec<String>,
+    /// TURN username.
+    pub username: String,
+    /// TURN credential.
+    pub credential: String,
 }
 
 impl Default for RoomOptions {
@@ -104,6 +119,8 @@ impl Default for RoomOptions {
             reconnect: true,
             reconnect_window: Duration::from_secs(30),
             network: None,
+            ice_servers: Vec::new(),
+            relay_only: false,
         }
     }
 }
@@ -678,11 +695,7 @@ impl Inner {
         }
         let stream_id = read(&self.local).id.clone();
         let mut publisher = self.publisher.lock().await;
-        let peer = ClientPeer::new(
-            self.server_ip,
-            self.peer_events.clone(),
-            self.options.network.as_ref(),
-        )
+        let peer = ClientPeer::new(self.server_ip, self.peer_events.clone(), &self.options)
         .await?;
         let mut moved = Vec::new();
         for old in &announced {
@@ -807,11 +820,7 @@ impl Inner {
         let mut publisher = self.publisher.lock().await;
         if publisher.is_none() {
             *publisher = Some(
-                ClientPeer::new(
-                    self.server_ip,
-                    self.peer_events.clone(),
-                    self.options.network.as_ref(),
-                )
+                ClientPeer::new(self.server_ip, self.peer_events.clone(), &self.options)
                 .await?,
             );
         }
@@ -931,11 +940,7 @@ impl Inner {
         let mut subscriber = self.subscriber.lock().await;
         if subscriber.is_none() {
             *subscriber = Some(
-                ClientPeer::new(
-                    self.server_ip,
-                    self.peer_events.clone(),
-                    self.options.network.as_ref(),
-                )
+                ClientPeer::new(self.server_ip, self.peer_events.clone(), &self.options)
                 .await?,
             );
         }

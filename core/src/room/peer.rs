@@ -11,8 +11,9 @@ use rtc::interceptor::{Registry, Slot};
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
-use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::{RTCConfigurationBuilder, RTCIceTransportPolicy};
 use rtc::peer_connection::transport::RTCDtlsRole;
+use rtc::peer_connection::transport::RTCIceServer;
 use tokio::sync::{mpsc, Notify};
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
@@ -20,8 +21,7 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState,
 };
 
-use super::RoomError;
-use crate::netsim::NetworkImpairment;
+use super::{RoomError, RoomOptions};
 
 /// Longest wait for local candidates before an offer or answer is sent without the rest.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -70,7 +70,7 @@ impl ClientPeer {
     pub async fn new(
         server_ip: IpAddr,
         events: mpsc::UnboundedSender<PeerEvent>,
-        network: Option<&NetworkImpairment>,
+        options: &RoomOptions,
     ) -> Result<Self, RoomError> {
         let mut media_engine = MediaEngine::default();
         media_engine
@@ -108,11 +108,30 @@ impl ClientPeer {
         let gathered = Arc::new(Notify::new());
         let gathered_once = Arc::new(AtomicBool::new(false));
         let mut builder = PeerConnectionBuilder::new();
-        if let Some(network) = network {
+        if let Some(network) = &options.network {
             builder = builder.with_runtime(network.runtime());
         }
+        let ice_servers = options
+            .ice_servers
+            .iter()
+            .map(|s| RTCIceServer {
+                urls: s.urls.clone(),
+                username: s.username.clone(),
+                credential: s.credential.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let policy = if options.relay_only {
+            RTCIceTransportPolicy::Relay
+        } else {
+            RTCIceTransportPolicy::All
+        };
+        let configuration = RTCConfigurationBuilder::new()
+            .with_ice_servers(ice_servers)
+            .with_ice_transport_policy(policy)
+            .build();
         let pc = builder
-            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_configuration(configuration)
             .with_media_engine(media_engine)
             .with_setting_engine(settings)
             .with_interceptor_registry(registry)
