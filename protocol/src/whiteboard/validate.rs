@@ -415,3 +415,186 @@ fn collect(txn: &yrs::TransactionMut<'_>, event: &Event, out: &mut Vec<Touch>) {
         _ => out.push(Touch::PageKey(String::new(), "?".into())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::whiteboard::model::{NewItem, Point};
+    use crate::whiteboard::DEFAULT_PAGE;
+    use yrs::{Doc, Map, StateVector, Transact};
+
+    fn editor(identity: &str, can_write: bool, is_admin: bool) -> Editor {
+        Editor {
+            identity: identity.into(),
+            can_write,
+            is_admin,
+        }
+    }
+
+    /// A server-side scratch holding a board with the default page, and a client replica of it.
+    fn setup() -> (Scratch, Board) {
+        let seed = Board::new(Doc::new());
+        seed.ensure_page(&mut seed.doc().transact_mut(), DEFAULT_PAGE);
+        let state = seed
+            .doc()
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default());
+        let scratch = Scratch::rebuild(&state).expect("rebuilds");
+        let client = Board::new(Doc::new());
+        client
+            .doc()
+            .transact_mut()
+            .apply_update(Update::decode_v1(&state).expect("decodes"))
+            .expect("applies");
+        (scratch, client)
+    }
+
+    fn edit(board: &Board, f: impl FnOnce(&Board, &mut yrs::TransactionMut<'_>)) -> Vec<u8> {
+        let mut txn = board.doc().transact_mut();
+        f(board, &mut txn);
+        txn.encode_update_v1()
+    }
+
+    fn stroke(n: usize) -> NewItem {
+        NewItem::stroke(
+            "#000000",
+            1.0,
+            vec![
+                Point {
+                    x: 1.0,
+                    y: 2.0,
+                    pressure: 0.5
+                };
+                n
+            ],
+        )
+    }
+
+    #[test]
+    fn a_writer_may_draw_and_a_reader_may_not() {
+        let limits = WhiteboardLimits::default();
+        let (mut scratch, client) = setup();
+        let update = edit(&client, |b, t| {
+            b.add_item(t, DEFAULT_PAGE, "a", "ann", &stroke(3))
+        });
+        assert_eq!(
+            scratch.check(&update, &editor("ann", true, false), &limits),
+            Ok(true)
+        );
+        let (mut scratch, client) = setup();
+        let update = edit(&client, |b, t| {
+            b.add_item(t, DEFAULT_PAGE, "a", "ann", &stroke(3))
+        });
+        assert!(matches!(
+            scratch.check(&update, &editor("ann", false, false), &limits),
+            Err(Refusal::PermissionDenied(_))
+        ));
+    }
+
+    #[test]
+    fn authors_cannot_be_forged() {
+        let (mut scratch, client) = setup();
+        let update = edit(&client, |b, t| {
+            b.add_item(t, DEFAULT_PAGE, "a", "teacher", &stroke(3))
+        });
+        assert!(matches!(
+            scratch.check(
+                &update,
+                &editor("mallory", true, false),
+                &WhiteboardLimits::default()
+            ),
+            Err(Refusal::PermissionDenied(_))
+        ));
+    }
+
+    #[test]
+    fn locks_and_settings_need_room_admin() {
+        let limits = WhiteboardLimits::default();
+        for admin in [false, true] {
+            let (mut scratch, client) = setup();
+            let update = edit(&client, |b, t| b.set_page_locked(t, DEFAULT_PAGE, true));
+            assert_eq!(
+                scratch
+                    .check(&update, &editor("x", true, admin), &limits)
+                    .is_ok(),
+                admin
+            );
+            let (mut scratch, client) = setup();
+            let update = edit(&client, |b, t| b.set_board_locked(t, true));
+            assert_eq!(
+                scratch
+                    .check(&update, &editor("x", true, admin), &limits)
+                    .is_ok(),
+                admin
+            );
+        }
+    }
+
+    #[test]
+    fn bounds_unknown_roots_and_garbage_are_refused() {
+        let limits = WhiteboardLimits {
+            max_points_per_stroke: 10,
+            max_items_per_page: 2,
+            ..WhiteboardLimits::default()
+        };
+        let me = editor("ann", true, false);
+        let (mut scratch, client) = setup();
+        let update = edit(&client, |b, t| {
+            b.add_item(t, DEFAULT_PAGE, "a", "ann", &stroke(11))
+        });
+        assert!(matches!(
+            scratch.check(&update, &me, &limits),
+            Err(Refusal::TooLarge(_))
+        ));
+
+        let (mut scratch, client) = setup();
+        let update = edit(&client, |b, t| {
+            for id in ["a", "b", "c"] {
+                b.add_item(t, DEFAULT_PAGE, id, "ann", &stroke(1));
+            }
+        });
+        assert!(matches!(
+            scratch.check(&update, &me, &limits),
+            Err(Refusal::TooLarge(_))
+        ));
+
+        let (mut scratch, client) = setup();
+        let other = client.doc().get_or_insert_map("other");
+        let update = {
+            let mut txn = client.doc().transact_mut();
+            other.insert(&mut txn, "k", "v");
+            txn.encode_update_v1()
+        };
+        assert!(matches!(
+            scratch.check(&update, &me, &limits),
+            Err(Refusal::Invalid(_))
+        ));
+
+        let (mut scratch, _) = setup();
+        assert!(matches!(
+            scratch.check(&[1, 2, 3, 250], &me, &limits),
+            Err(Refusal::Invalid(_))
+        ));
+        assert!(matches!(
+            scratch.check(&vec![0; limits.max_update_bytes + 1], &me, &limits),
+            Err(Refusal::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn a_locked_page_refuses_writers_but_not_admins() {
+        let limits = WhiteboardLimits::default();
+        let (mut scratch, client) = setup();
+        let lock = edit(&client, |b, t| b.set_page_locked(t, DEFAULT_PAGE, true));
+        scratch
+            .check(&lock, &editor("teacher", true, true), &limits)
+            .expect("the admin locks");
+        let draw = edit(&client, |b, t| {
+            b.add_item(t, DEFAULT_PAGE, "a", "ann", &stroke(2))
+        });
+        assert!(matches!(
+            scratch.check(&draw, &editor("ann", true, false), &limits),
+            Err(Refusal::Locked(_))
+        ));
+    }
+}
