@@ -199,14 +199,17 @@ async fn undo_only_undoes_ones_own_edits() {
     );
 }
 
-async fn refused(events: &mut tokio::sync::mpsc::UnboundedReceiver<WhiteboardEvent>) -> String {
+async fn refused(
+    what: &str,
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<WhiteboardEvent>,
+) -> String {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, events.recv()).await {
             Ok(Some(WhiteboardEvent::Refused { code, .. })) => return code,
             Ok(Some(_)) => continue,
-            _ => panic!("no refusal arrived"),
+            _ => panic!("no refusal arrived: {what}"),
         }
     }
 }
@@ -236,7 +239,7 @@ async fn refused_edits_change_nothing() {
     let mut events = reader.events();
     reader.add_stroke(DEFAULT_PAGE, "#f00", 1.0, &pts(2, 3));
     assert_eq!(reader.item_count(), 2, "applied locally at once");
-    assert_eq!(refused(&mut events).await, "permission_denied");
+    assert_eq!(refused("step 1", &mut events).await, "permission_denied");
     eventually(
         "the reader's replica reloaded",
         Duration::from_secs(5),
@@ -248,7 +251,7 @@ async fn refused_edits_change_nothing() {
     // Locking needs room_admin.
     let mut events = writer.events();
     writer.set_page_locked(DEFAULT_PAGE, true);
-    assert_eq!(refused(&mut events).await, "permission_denied");
+    assert_eq!(refused("step 2", &mut events).await, "permission_denied");
 
     // A locked page refuses writers but not the admin.
     teacher.set_page_locked(DEFAULT_PAGE, true);
@@ -259,10 +262,16 @@ async fn refused_edits_change_nothing() {
     let locked = server_digest(&server, "perm").await;
     let mut events = writer.events();
     writer.add_stroke(DEFAULT_PAGE, "#f00", 1.0, &pts(3, 3));
-    assert_eq!(refused(&mut events).await, "locked");
+    assert_eq!(refused("step 3", &mut events).await, "locked");
+    eventually(
+        "the writer's replica reloaded",
+        Duration::from_secs(5),
+        || writer.digest() == locked.1,
+    )
+    .await;
     let first = teacher.items(DEFAULT_PAGE)[0].id.clone();
     let _ = writer.erase(DEFAULT_PAGE, &first);
-    assert_eq!(refused(&mut events).await, "locked");
+    assert_eq!(refused("step 4", &mut events).await, "locked");
     assert_eq!(server_digest(&server, "perm").await, locked);
     teacher.add_stroke(DEFAULT_PAGE, "#000", 1.0, &pts(4, 3));
     eventually(
@@ -281,7 +290,7 @@ async fn refused_edits_change_nothing() {
     let before = server_digest(&server, "perm").await;
     let mut events = writer.events();
     writer.add_stroke(DEFAULT_PAGE, "#f00", 1.0, &pts(5, 10_001));
-    assert_eq!(refused(&mut events).await, "too_large");
+    assert_eq!(refused("step 5", &mut events).await, "too_large");
     assert_eq!(server_digest(&server, "perm").await, before);
     eventually(
         "the writer's replica reloaded",
@@ -352,4 +361,66 @@ async fn malformed_frames_get_an_error_and_change_nothing() {
     assert!(codes.iter().any(|c| c == "malformed"));
     assert!(codes.iter().any(|c| c == "invalid_update"));
     assert_eq!(server_digest(&server, "bad").await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_reconnect_across_a_server_restart_and_converge() {
+    let data_dir = std::env::temp_dir().join(format!(
+        "aula-wb-restart-{}-{}",
+        std::process::id(),
+        unix_now()
+    ));
+    let mut config = ServerConfig::dev(0, 0);
+    config.data_dir = Some(data_dir.clone());
+    let server = Server::start(config.clone()).await.expect("server starts");
+    config.listen = server.http_addr();
+    let mut rooms = Vec::new();
+    for i in 0..3 {
+        rooms.push(join(&server, "restart", &format!("u{i}"), Role::Student, true).await);
+    }
+    let boards: Vec<Whiteboard> = rooms.iter().map(Room::whiteboard).collect();
+    eventually("pages", Duration::from_secs(5), || {
+        boards.iter().all(|b| !b.pages().is_empty())
+    })
+    .await;
+    let mut tasks = Vec::new();
+    for board in &boards {
+        let board = board.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in 0..60u32 {
+                ids.push(board.add_stroke(DEFAULT_PAGE, "#123456", 1.0, &pts(n, 3)));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            ids
+        }));
+    }
+    // Mid-burst: the server goes away (telling everyone) and comes back on the same address and
+    // data directory; every client rejoins by itself and resyncs, offline strokes included.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    server.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let server = Server::start(config).await.expect("server restarts");
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("drawing task"));
+    }
+    eventually("every stroke acknowledged", Duration::from_secs(30), || {
+        boards.iter().all(|b| b.unacked() == 0)
+    })
+    .await;
+    let (count, digest) = server_digest(&server, "restart").await;
+    assert_eq!(
+        count,
+        all.len(),
+        "every stroke, drawn online or offline, is on the server"
+    );
+    eventually(
+        "replicas equal to the server",
+        Duration::from_secs(20),
+        || boards.iter().all(|b| b.digest() == digest),
+    )
+    .await;
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
 }

@@ -750,12 +750,12 @@ impl Inner {
             return;
         };
         let whiteboard = self.whiteboard.clone();
-        whiteboard.attach(signal.binary_sender());
+        let generation = whiteboard.attach(signal.binary_sender());
         let reader = tokio::spawn(async move {
             while let Some(bytes) = incoming.recv().await {
                 whiteboard.on_frame(&bytes);
             }
-            whiteboard.detach();
+            whiteboard.detach(generation);
         });
         if let Some(old) = lock(&self.whiteboard_reader).replace(reader) {
             old.abort();

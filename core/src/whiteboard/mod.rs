@@ -60,6 +60,8 @@ struct State {
     next_id: u64,
     /// Where to send binary frames, when connected.
     out: Option<mpsc::UnboundedSender<Vec<u8>>>,
+    /// Counts `attach` calls, so a stale connection's end does not detach a newer one.
+    generation: u64,
     /// Frames dropped both ways (a simulated network partition).
     offline: bool,
     /// Edit frames sent on the current connection.
@@ -102,6 +104,7 @@ impl Whiteboard {
                 identity: identity.to_owned(),
                 next_id: 1,
                 out: None,
+                generation: 0,
                 offline: false,
                 sent_seq: 0,
                 unacked: BTreeMap::new(),
@@ -123,9 +126,12 @@ impl Whiteboard {
     }
 
     /// Starts syncing over a new connection: frames go to `out`; the caller feeds incoming
-    /// binary frames to [`on_frame`](Self::on_frame). Sends sync step 1.
-    pub fn attach(&self, out: mpsc::UnboundedSender<Vec<u8>>) {
+    /// binary frames to [`on_frame`](Self::on_frame). Sends sync step 1. Returns the
+    /// connection's generation, for [`detach`](Self::detach).
+    pub fn attach(&self, out: mpsc::UnboundedSender<Vec<u8>>) -> u64 {
         let mut st = self.lock();
+        st.generation += 1;
+        let generation = st.generation;
         st.out = Some(out);
         st.sent_seq = 0;
         // Sync step 2 in answer to the server's step 1 carries everything unacknowledged.
@@ -133,11 +139,16 @@ impl Whiteboard {
         st.queued.clear();
         let sv = st.board.doc().transact().state_vector();
         st.send_raw(Frame::SyncStep1(sv).encode());
+        generation
     }
 
-    /// Stops syncing (the connection is gone); edits keep working locally.
-    pub fn detach(&self) {
-        self.lock().out = None;
+    /// Stops syncing because connection `generation` is gone (a newer connection is left
+    /// alone); edits keep working locally and are sent on the next [`attach`](Self::attach).
+    pub fn detach(&self, generation: u64) {
+        let mut st = self.lock();
+        if st.generation == generation {
+            st.out = None;
+        }
     }
 
     /// Simulates a network partition: while `offline`, frames are dropped both ways. Going
