@@ -2,5 +2,7 @@
 //! ([`uniffi_api`]), and a plain C ABI with a generated header ([`c_api`]).
 #![deny(missing_docs)]
 
+uniffi::setup_scaffolding!("aula");
+
 pub mod c_api;
 pub mod uniffi_api;

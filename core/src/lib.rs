@@ -17,6 +17,9 @@ pub mod stats;
 pub mod whiteboard;
 
 pub use room::{
+    app_video_source, AppFeedStats, AppVideoFeed, AppVideoSource, EncodedVideoFeed, PushOutcome,
+};
+pub use room::{
     AudioSink, AudioSource, ConnectionState, DisconnectReason, IceServer, Room, RoomError,
     RoomEvent, RoomOptions, RoomStats, VideoPublishOptions, VideoSink, VideoSource,
 };

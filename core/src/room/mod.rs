@@ -1,6 +1,7 @@
 //! The room: one async API over signaling, the two peer connections, publications and
 //! subscriptions.
 
+mod app_source;
 mod peer;
 mod publish;
 mod sinks;
@@ -23,6 +24,10 @@ use webrtc::media_stream::track_local::TrackLocal;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::RTCPeerConnectionState;
 
+pub use app_source::{
+    app_video_source, i420_from_buffer, nv12_to_i420, AppFeedStats, AppVideoFeed, AppVideoSource,
+    EncodedVideoFeed, KeyframeRequestHandler, PushOutcome,
+};
 pub use publish::{AudioSource, VideoSource, H264_FMTP};
 pub use sinks::{AudioSink, VideoSink};
 
@@ -449,6 +454,38 @@ impl Room {
         Ok(info)
     }
 
+    /// Publishes pre-encoded H.264 (constrained baseline, Annex-B access units) that the app
+    /// pushes through the returned feed, bypassing Aula's encoder. `fps_hint` spaces the first
+    /// frame's RTP timestamp; later ones follow the pushed timestamps. Keyframe requests from
+    /// receivers reach the app through the feed.
+    pub async fn publish_encoded_video(
+        &self,
+        width: u32,
+        height: u32,
+        fps_hint: u32,
+        options: VideoPublishOptions,
+    ) -> Result<(TrackInfo, EncodedVideoFeed), RoomError> {
+        self.inner.ensure_open()?;
+        if width < 16 || height < 16 || width > 4096 || height > 4096 {
+            return Err(RoomError::InvalidArgument(
+                "video must be 16x16 to 4096x4096".into(),
+            ));
+        }
+        if options.source.kind() != MediaKind::Video {
+            return Err(RoomError::InvalidArgument(
+                "a video track needs a camera or screen-share source".into(),
+            ));
+        }
+        let (info, prepared, sender, pt) = self
+            .inner
+            .add_local_track(options.source, &options.name, Some((width, height)))
+            .await?;
+        let (publication, feed) =
+            app_source::start_encoded(info.clone(), prepared, sender, pt, fps_hint);
+        lock(&self.inner.publications).push(publication);
+        Ok((info, feed))
+    }
+
     /// Publishes audio from `source`, encoded as Opus on a dedicated thread.
     pub async fn publish_audio(
         &self,
@@ -695,8 +732,7 @@ impl Inner {
         }
         let stream_id = read(&self.local).id.clone();
         let mut publisher = self.publisher.lock().await;
-        let peer = ClientPeer::new(self.server_ip, self.peer_events.clone(), &self.options)
-        .await?;
+        let peer = ClientPeer::new(self.server_ip, self.peer_events.clone(), &self.options).await?;
         let mut moved = Vec::new();
         for old in &announced {
             let cid = format!(
@@ -820,8 +856,7 @@ impl Inner {
         let mut publisher = self.publisher.lock().await;
         if publisher.is_none() {
             *publisher = Some(
-                ClientPeer::new(self.server_ip, self.peer_events.clone(), &self.options)
-                .await?,
+                ClientPeer::new(self.server_ip, self.peer_events.clone(), &self.options).await?,
             );
         }
         let Some(peer) = publisher.as_ref() else {
@@ -940,8 +975,7 @@ impl Inner {
         let mut subscriber = self.subscriber.lock().await;
         if subscriber.is_none() {
             *subscriber = Some(
-                ClientPeer::new(self.server_ip, self.peer_events.clone(), &self.options)
-                .await?,
+                ClientPeer::new(self.server_ip, self.peer_events.clone(), &self.options).await?,
             );
         }
         let Some(peer) = subscriber.as_ref() else {

@@ -117,7 +117,7 @@ impl LocalPublication {
     /// Starts the writer that packetizes `encoded` onto the track (and, for video, the task
     /// that turns keyframe requests into a flag for the encoder).
     #[allow(clippy::too_many_arguments)]
-    fn start(
+    pub(crate) fn start(
         info: TrackInfo,
         sender: Arc<dyn RtpSender>,
         prepared: &PreparedTrack,
@@ -133,7 +133,47 @@ impl LocalPublication {
             counters,
             started: Instant::now(),
             stop,
-            tasks: std::iter::once(writer).chain(feedback).collect(),
+            encoded: Arc::new(tokio::sync::Mutex::new(encoded)),
+            keyframe_wanted,
+            tasks: Vec::new(),
+        };
+        publication.spawn_tasks(prepared, payload_type);
+        publication
+    }
+
+    /// Moves the publication to a new track on a new connection (after a reconnect): the
+    /// encoder keeps running, its output now goes to `prepared`, starting with a keyframe.
+    pub fn rebind(
+        &mut self,
+        info: TrackInfo,
+        sender: Arc<dyn RtpSender>,
+        prepared: &PreparedTrack,
+        payload_type: u8,
+    ) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        self.info = info;
+        self.sender = sender;
+        self.spawn_tasks(prepared, payload_type);
+        if let Some(flag) = &self.keyframe_wanted {
+            flag.store(true, Ordering::Release);
+        }
+    }
+
+    fn spawn_tasks(&mut self, prepared: &PreparedTrack, payload_type: u8) {
+        self.tasks.push(tokio::spawn(write_samples(
+            Arc::clone(&prepared.track),
+            prepared.ssrc,
+            payload_type,
+            Arc::clone(&self.encoded),
+            Arc::clone(&self.counters),
+        )));
+        if let Some(flag) = &self.keyframe_wanted {
+            self.tasks.push(tokio::spawn(watch_keyframe_requests(
+                Arc::clone(&prepared.track),
+                Arc::clone(flag),
+            )));
         }
     }
 
@@ -402,6 +442,8 @@ async fn write_samples(
     encoded: EncodedQueue,
     counters: Arc<SendCounters>,
 ) {
+    // Held for the writer's life; a writer aborted by `rebind` releases it to the next one.
+    let mut encoded = encoded.lock().await;
     while let Some((data, duration)) = encoded.recv().await {
         let len = data.len() as u64;
         let sample = Sample {
@@ -439,5 +481,3 @@ async fn watch_keyframe_requests(
         }
     }
 }
-    // Held for the writer's life; a writer aborted by `rebind` releases it to the next one.
-    let mut encoded = encoded.lock().await;

@@ -1,1 +1,0 @@
-//! The uniffi API (in progress).
