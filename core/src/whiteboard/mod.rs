@@ -29,6 +29,9 @@ pub enum WhiteboardEvent {
     Changed {
         /// Whether the change came from the server.
         remote: bool,
+        /// What changed: items added, edited or erased, and pages whose settings changed or
+        /// that were created (`id` `None`). Empty after a reload, when anything may have.
+        items: Vec<ItemRef>,
     },
     /// The server stored the client's edits up to `seq` (per connection).
     Acked {
@@ -42,6 +45,70 @@ pub enum WhiteboardEvent {
         /// Explanation.
         message: String,
     },
+}
+
+/// An item (or, with `id` `None`, a page as a whole) named in a change event.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ItemRef {
+    /// The page.
+    pub page: String,
+    /// The item, or `None` for the page itself.
+    pub id: Option<String>,
+}
+
+type Touched = Arc<Mutex<std::collections::BTreeSet<ItemRef>>>;
+
+/// Records which items each transaction touches.
+fn observe_changes(board: &Board, touched: &Touched) {
+    use yrs::types::{Event, PathSegment};
+    use yrs::DeepObservable;
+    let touched = Arc::clone(touched);
+    board
+        .pages_ref()
+        .observe_deep("aula-changes", move |txn, events| {
+            let mut out = touched.lock().unwrap_or_else(|p| p.into_inner());
+            for event in events.iter() {
+                let path: Vec<Option<String>> = event
+                    .path()
+                    .iter()
+                    .map(|seg| match seg {
+                        PathSegment::Key(k) => Some(k.to_string()),
+                        PathSegment::Index(_) => None,
+                    })
+                    .collect();
+                match (path.as_slice(), event) {
+                    ([], Event::Map(e)) => {
+                        for key in e.keys(txn).keys() {
+                            out.insert(ItemRef {
+                                page: key.to_string(),
+                                id: None,
+                            });
+                        }
+                    }
+                    ([Some(page), Some(items)], Event::Map(e)) if items == "items" => {
+                        for key in e.keys(txn).keys() {
+                            out.insert(ItemRef {
+                                page: page.clone(),
+                                id: Some(key.to_string()),
+                            });
+                        }
+                    }
+                    ([Some(page), Some(items), Some(id), ..], _) if items == "items" => {
+                        out.insert(ItemRef {
+                            page: page.clone(),
+                            id: Some(id.clone()),
+                        });
+                    }
+                    ([Some(page), ..], _) => {
+                        out.insert(ItemRef {
+                            page: page.clone(),
+                            id: None,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        });
 }
 
 /// Errors of whiteboard calls.
@@ -71,6 +138,8 @@ struct State {
     /// Updates made while offline or detached, to send when back.
     queued: Vec<Vec<u8>>,
     listeners: Vec<mpsc::UnboundedSender<WhiteboardEvent>>,
+    /// Items touched since the last change event.
+    touched: Touched,
 }
 
 /// A room's whiteboard as this client sees it. Cheap to clone; clones share the replica.
@@ -97,6 +166,8 @@ impl Whiteboard {
     /// An empty replica for `identity` (the token's `sub`), not connected yet.
     pub fn new(identity: &str) -> Self {
         let (board, undo) = new_board();
+        let touched = Touched::default();
+        observe_changes(&board, &touched);
         Self {
             state: Arc::new(Mutex::new(State {
                 board,
@@ -110,6 +181,7 @@ impl Whiteboard {
                 unacked: BTreeMap::new(),
                 queued: Vec::new(),
                 listeners: Vec::new(),
+                touched,
             })),
         }
     }
@@ -197,7 +269,7 @@ impl Whiteboard {
                     .transact_mut_with(REMOTE)
                     .apply_update(update);
                 if applied.is_ok() {
-                    st.emit(WhiteboardEvent::Changed { remote: true });
+                    st.emit_changed(true);
                 }
             }
             Frame::Awareness(_) => {}
@@ -210,6 +282,7 @@ impl Whiteboard {
                 if seq > 0 {
                     // Reload from the server: the refused edit must not linger locally.
                     let (board, undo) = new_board();
+                    observe_changes(&board, &st.touched);
                     st.board = board;
                     st.undo = undo;
                     st.unacked.clear();
@@ -217,7 +290,7 @@ impl Whiteboard {
                     st.send_raw(Frame::SyncStep1(StateVector::default()).encode());
                 }
                 st.emit(WhiteboardEvent::Refused { code, message });
-                st.emit(WhiteboardEvent::Changed { remote: true });
+                st.emit_changed(true);
             }
         }
     }
@@ -241,7 +314,7 @@ impl Whiteboard {
             (result, txn.encode_update_v1())
         };
         st.send_edit(update);
-        st.emit(WhiteboardEvent::Changed { remote: false });
+        st.emit_changed(false);
         result
     }
 
@@ -330,7 +403,7 @@ impl Whiteboard {
         if done {
             let update = st.board.doc().transact().encode_diff_v1(&sv);
             st.send_edit(update);
-            st.emit(WhiteboardEvent::Changed { remote: false });
+            st.emit_changed(false);
         }
         done
     }
@@ -427,6 +500,14 @@ impl State {
         self.send_raw(Frame::Update(update).encode());
     }
 
+    fn emit_changed(&mut self, remote: bool) {
+        let items: Vec<ItemRef> =
+            std::mem::take(&mut *self.touched.lock().unwrap_or_else(|p| p.into_inner()))
+                .into_iter()
+                .collect();
+        self.emit(WhiteboardEvent::Changed { remote, items });
+    }
+
     fn emit(&mut self, event: WhiteboardEvent) {
         self.listeners.retain(|l| l.send(event.clone()).is_ok());
     }
@@ -468,5 +549,35 @@ mod tests {
         assert!(alice.undo());
         assert_eq!(alice.item_count(), 1);
         assert!(!alice.undo());
+    }
+
+    #[test]
+    fn change_events_name_the_items() {
+        let board = Whiteboard::new("ann");
+        let mut events = board.events();
+        let id = board.add_stroke("1", "#000", 1.0, &p(2));
+        let first = events.try_recv().expect("an event");
+        assert_eq!(
+            first,
+            WhiteboardEvent::Changed {
+                remote: false,
+                items: vec![ItemRef {
+                    page: "1".into(),
+                    id: None
+                }],
+            },
+            "the first stroke creates the page"
+        );
+        board.recolor("1", &id, "#fff").expect("recolors");
+        let WhiteboardEvent::Changed { items, .. } = events.try_recv().expect("an event") else {
+            panic!("not a change");
+        };
+        assert_eq!(
+            items,
+            vec![ItemRef {
+                page: "1".into(),
+                id: Some(id)
+            }]
+        );
     }
 }
