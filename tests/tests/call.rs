@@ -306,13 +306,35 @@ async fn bad_expired_and_wrong_room_tokens_are_refused() {
             ..
         })
     ));
+    // An observer may not publish at all.
+    let (observer, _observer_events) = Room::connect(
+        &server.ws_url(),
+        &token("r1", "o", Role::Observer),
+        RoomOptions::default(),
+    )
+    .await
+    .unwrap();
+    let camera = observer
+        .publish_video(
+            SyntheticVideoSource::new(WIDTH, HEIGHT, FPS).unwrap(),
+            VideoPublishOptions::default(),
+        )
+        .await;
+    assert!(matches!(
+        camera,
+        Err(RoomError::Refused {
+            code: ErrorCode::PermissionDenied,
+            ..
+        })
+    ));
+    observer.disconnect().await;
     assert_eq!(server.room_count().await, 1, "refused joins open no rooms");
     let metrics = http_get(&server, "/metrics").await;
     for (code, at_least) in [
         ("invalid_token", 2.0),
         ("token_expired", 2.0),
         ("room_mismatch", 1.0),
-        ("permission_denied", 1.0),
+        ("permission_denied", 2.0),
     ] {
         let name = format!("aula_signal_errors_total{{code=\"{code}\"}}");
         assert!(metric_value(&metrics, &name) >= at_least, "{name}");
