@@ -7,6 +7,8 @@
 //! edit (no write grant, locked page, too large), the replica is reloaded from the server so it
 //! never keeps a change others will not see.
 
+pub mod png;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -475,6 +477,16 @@ impl Whiteboard {
     pub fn export_svg(&self, page: &str, width: f64, height: f64) -> String {
         svg::page_to_svg(&self.items(page), width, height)
     }
+
+    /// `page` as a PNG image of `width` × `height` pixels (one pixel per board unit).
+    pub fn export_png(
+        &self,
+        page: &str,
+        width: u32,
+        height: u32,
+    ) -> Result<Vec<u8>, png::RenderError> {
+        png::svg_to_png(&self.export_svg(page, f64::from(width), f64::from(height)))
+    }
 }
 
 impl State {
@@ -549,6 +561,52 @@ mod tests {
         assert!(alice.undo());
         assert_eq!(alice.item_count(), 1);
         assert!(!alice.undo());
+    }
+
+    #[test]
+    fn pages_export_as_svg_and_png() {
+        use aula_protocol::whiteboard::ItemKind;
+        let board = Whiteboard::new("ann");
+        board.add_stroke(
+            "1",
+            "#ff0000",
+            4.0,
+            &[
+                Point {
+                    x: 10.0,
+                    y: 10.0,
+                    pressure: 1.0,
+                },
+                Point {
+                    x: 90.0,
+                    y: 90.0,
+                    pressure: 1.0,
+                },
+            ],
+        );
+        board.add_item(
+            "1",
+            &NewItem::shape(ItemKind::Rect, "#0000ff", 2.0, 5.0, 50.0, 30.0, 20.0),
+        );
+        board.add_item("1", &NewItem::text("#000", 12.0, 5.0, 5.0, "a < b"));
+        let svg = board.export_svg("1", 100.0, 100.0);
+        assert!(svg.contains("<path d=\"M10.00 10.00 L90.00 90.00\""));
+        assert!(svg.contains("<rect x=\"5\" y=\"50\" width=\"30\" height=\"20\""));
+        assert!(svg.contains(">a &lt; b</text>"));
+        let png = board.export_png("1", 100, 100).expect("renders");
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        let pixmap = resvg::tiny_skia::Pixmap::decode_png(&png).expect("decodes");
+        assert_eq!((pixmap.width(), pixmap.height()), (100, 100));
+        // The stroke's middle is red, a corner stays white.
+        let at = |x: u32, y: u32| pixmap.pixel(x, y).expect("inside");
+        let mid = at(50, 50);
+        assert!(
+            mid.red() > 200 && mid.green() < 60 && mid.blue() < 60,
+            "{mid:?}"
+        );
+        let corner = at(98, 2);
+        assert!(corner.red() > 240 && corner.green() > 240 && corner.blue() > 240);
+        assert!(board.export_png("1", 100_000, 10).is_err());
     }
 
     #[test]
