@@ -424,3 +424,43 @@ async fn clients_reconnect_across_a_server_restart_and_converge() {
     server.shutdown().await;
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn laser_pointers_are_shared_live_and_vanish_when_their_owner_leaves() {
+    use aula_protocol::whiteboard::awareness::Laser;
+    let server = start_server().await;
+    let teacher_room = join(&server, "laser", "teacher", Role::Teacher, true).await;
+    let student_room = join(&server, "laser", "student", Role::Student, false).await;
+    let teacher = teacher_room.whiteboard();
+    let student = student_room.whiteboard();
+    let spot = Laser {
+        page: DEFAULT_PAGE.into(),
+        x: 10.0,
+        y: 20.0,
+    };
+    teacher.set_laser(Some(spot.clone()));
+    eventually("the student sees the laser", Duration::from_secs(5), || {
+        student.lasers() == vec![("teacher".to_owned(), spot.clone())]
+    })
+    .await;
+    let late_room = join(&server, "laser", "late", Role::Observer, false).await;
+    let late = late_room.whiteboard();
+    eventually("a late joiner sees it too", Duration::from_secs(5), || {
+        late.lasers().len() == 1
+    })
+    .await;
+    assert!(
+        teacher.lasers().is_empty(),
+        "one's own pointer is not listed"
+    );
+    teacher_room.disconnect().await;
+    eventually(
+        "the pointer vanishes with its owner",
+        Duration::from_secs(5),
+        || student.lasers().is_empty() && late.lasers().is_empty(),
+    )
+    .await;
+    // Nothing about pointers was stored on the board.
+    let (items, _) = server_digest(&server, "laser").await;
+    assert_eq!(items, 0);
+}

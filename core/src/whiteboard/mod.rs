@@ -12,6 +12,7 @@ pub mod png;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use aula_protocol::whiteboard::awareness::{self, AwarenessEntry, Laser, Presence};
 use aula_protocol::whiteboard::{svg, Board, Frame, Item, NewItem, Point, DEFAULT_PAGE};
 use tokio::sync::mpsc;
 use yrs::undo::Options as UndoOptions;
@@ -40,6 +41,8 @@ pub enum WhiteboardEvent {
         /// Edit frames acknowledged.
         seq: u64,
     },
+    /// Someone's laser pointer moved, appeared or went away (see [`Whiteboard::lasers`]).
+    Presence,
     /// The server refused an edit; the replica was reloaded from the server.
     Refused {
         /// Stable code (`permission_denied`, `locked`, `too_large`, `invalid_update`, ...).
@@ -113,6 +116,10 @@ fn observe_changes(board: &Board, touched: &Touched) {
         });
 }
 
+fn board_client_id(board: &Board) -> u64 {
+    board.doc().client_id().get()
+}
+
 /// Errors of whiteboard calls.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
@@ -142,6 +149,13 @@ struct State {
     listeners: Vec<mpsc::UnboundedSender<WhiteboardEvent>>,
     /// Items touched since the last change event.
     touched: Touched,
+    /// This client's presence id (stable across reloads) and clock.
+    presence_id: u64,
+    presence_clock: u32,
+    /// This client's presence state as JSON, once set.
+    my_presence: Option<String>,
+    /// Others' presence, by presence id.
+    remote_presence: std::collections::HashMap<u64, (u32, Option<Presence>)>,
 }
 
 /// A room's whiteboard as this client sees it. Cheap to clone; clones share the replica.
@@ -170,6 +184,7 @@ impl Whiteboard {
         let (board, undo) = new_board();
         let touched = Touched::default();
         observe_changes(&board, &touched);
+        let board_for_id = board.clone();
         Self {
             state: Arc::new(Mutex::new(State {
                 board,
@@ -184,6 +199,10 @@ impl Whiteboard {
                 queued: Vec::new(),
                 listeners: Vec::new(),
                 touched,
+                presence_id: board_client_id(&board_for_id),
+                presence_clock: 0,
+                my_presence: None,
+                remote_presence: std::collections::HashMap::new(),
             })),
         }
     }
@@ -213,6 +232,7 @@ impl Whiteboard {
         st.queued.clear();
         let sv = st.board.doc().transact().state_vector();
         st.send_raw(Frame::SyncStep1(sv).encode());
+        st.send_presence();
         generation
     }
 
@@ -274,7 +294,11 @@ impl Whiteboard {
                     st.emit_changed(true);
                 }
             }
-            Frame::Awareness(_) => {}
+            Frame::Awareness(bytes) => {
+                if let Ok(entries) = awareness::decode(&bytes) {
+                    st.on_presence(entries);
+                }
+            }
             Frame::Ack { seq } => {
                 st.unacked.retain(|s, _| *s > seq);
                 st.emit(WhiteboardEvent::Acked { seq });
@@ -410,6 +434,34 @@ impl Whiteboard {
         done
     }
 
+    /// Shows this client's laser pointer at `laser`, or hides it with `None`. Ephemeral: others
+    /// see it at once, nothing is stored, and it disappears when this client leaves.
+    pub fn set_laser(&self, laser: Option<Laser>) {
+        let mut st = self.lock();
+        let presence = Presence {
+            user: st.identity.clone(),
+            laser,
+        };
+        st.my_presence = serde_json::to_string(&presence).ok();
+        st.presence_clock += 1;
+        st.send_presence();
+    }
+
+    /// Everyone else's visible laser pointers, as (identity, position).
+    pub fn lasers(&self) -> Vec<(String, Laser)> {
+        let st = self.lock();
+        let mut out: Vec<(String, Laser)> = st
+            .remote_presence
+            .values()
+            .filter_map(|(_, p)| {
+                let p = p.as_ref()?;
+                Some((p.user.clone(), p.laser.clone()?))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// Undoes this client's last edit (never someone else's). Returns false if there is none.
     pub fn undo(&self) -> bool {
         self.undo_redo(false)
@@ -510,6 +562,48 @@ impl State {
         let seq = self.sent_seq;
         self.unacked.insert(seq, update.clone());
         self.send_raw(Frame::Update(update).encode());
+    }
+
+    fn send_presence(&mut self) {
+        let Some(json) = self.my_presence.clone() else {
+            return;
+        };
+        let entry = AwarenessEntry {
+            client: self.presence_id,
+            clock: self.presence_clock,
+            json,
+        };
+        self.send_raw(Frame::Awareness(awareness::encode(&[entry])).encode());
+    }
+
+    /// Applies others' presence updates (y-protocols rules: newer clocks win; `null` removes).
+    fn on_presence(&mut self, entries: Vec<AwarenessEntry>) {
+        let mut changed = false;
+        for entry in entries {
+            if entry.client == self.presence_id {
+                continue;
+            }
+            let known = self
+                .remote_presence
+                .get(&entry.client)
+                .map(|(clock, _)| *clock);
+            let removal = entry.json == "null";
+            if known.is_some_and(|clock| entry.clock < clock || (entry.clock == clock && !removal))
+            {
+                continue;
+            }
+            if removal {
+                self.remote_presence.remove(&entry.client);
+            } else {
+                let state = serde_json::from_str::<Presence>(&entry.json).ok();
+                self.remote_presence
+                    .insert(entry.client, (entry.clock, state));
+            }
+            changed = true;
+        }
+        if changed {
+            self.emit(WhiteboardEvent::Presence);
+        }
     }
 
     fn emit_changed(&mut self, remote: bool) {

@@ -4,6 +4,7 @@
 //! The board is a yrs (Yjs) document. Clients and the server exchange it with the y-protocols
 //! sync messages, so any Yjs client can join; see `docs/protocol.md`.
 
+pub mod awareness;
 pub mod model;
 pub mod svg;
 pub mod validate;

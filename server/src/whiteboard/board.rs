@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use aula_protocol::whiteboard::awareness::{self, AwarenessEntry};
 use aula_protocol::whiteboard::{
     Board, Editor, Frame, Refusal, Scratch, WhiteboardLimits, DEFAULT_PAGE,
 };
@@ -69,6 +70,8 @@ struct BoardActor {
     board: Board,
     scratch: Scratch,
     conns: HashMap<u64, Conn>,
+    /// Presence (awareness) states per connection, by yrs client id: relayed, never stored.
+    presence: HashMap<u64, HashMap<u64, AwarenessEntry>>,
     last_seq: u64,
     compacted_seq: u64,
 }
@@ -133,6 +136,7 @@ pub async fn spawn(
         board,
         scratch,
         conns: HashMap::new(),
+        presence: HashMap::new(),
         last_seq,
         compacted_seq: stored.last_seq.saturating_sub(stored.updates.len() as u64),
     };
@@ -200,9 +204,32 @@ impl BoardActor {
                 self.conns.insert(id, conn);
                 let sv = self.board.doc().transact().state_vector();
                 self.send(id, &Frame::SyncStep1(sv));
+                let present: Vec<AwarenessEntry> = self
+                    .presence
+                    .values()
+                    .flat_map(|m| m.values().cloned())
+                    .collect();
+                if !present.is_empty() {
+                    self.send(id, &Frame::Awareness(awareness::encode(&present)));
+                }
             }
             BoardCmd::Leave { id } => {
                 self.conns.remove(&id);
+                // Tell everyone the leaver's pointers are gone.
+                if let Some(states) = self.presence.remove(&id) {
+                    let gone: Vec<AwarenessEntry> = states
+                        .into_values()
+                        .map(|e| AwarenessEntry {
+                            client: e.client,
+                            clock: e.clock.wrapping_add(1),
+                            json: "null".into(),
+                        })
+                        .collect();
+                    if !gone.is_empty() {
+                        let frame = Frame::Awareness(awareness::encode(&gone)).encode();
+                        self.broadcast(id, &frame);
+                    }
+                }
             }
             BoardCmd::Inspect { reply } => {
                 let txn = self.board.doc().transact();
@@ -235,12 +262,7 @@ impl BoardActor {
                         }
                     }
                 }
-                Frame::Awareness(bytes) => {
-                    if bytes.len() <= 64 * 1024 {
-                        let frame = Frame::Awareness(bytes).encode();
-                        self.broadcast(id, &frame);
-                    }
-                }
+                Frame::Awareness(bytes) => self.on_awareness(id, bytes),
                 Frame::Ack { .. } | Frame::Error { .. } => {
                     self.refuse(
                         id,
@@ -250,6 +272,35 @@ impl BoardActor {
                 }
             },
         }
+    }
+
+    /// Records a connection's presence states and relays them to everyone else.
+    fn on_awareness(&mut self, id: u64, bytes: Vec<u8>) {
+        let entries = match awareness::decode(&bytes) {
+            Ok(entries) if bytes.len() <= 16 * 1024 => entries,
+            Ok(_) => {
+                self.refuse(
+                    id,
+                    0,
+                    &Refusal::TooLarge("awareness update over 16 KiB".into()),
+                );
+                return;
+            }
+            Err(err) => {
+                self.refuse(id, 0, &Refusal::Invalid(format!("awareness: {err}")));
+                return;
+            }
+        };
+        let states = self.presence.entry(id).or_default();
+        for entry in entries {
+            if entry.json == "null" {
+                states.remove(&entry.client);
+            } else if states.len() < 8 || states.contains_key(&entry.client) {
+                states.insert(entry.client, entry);
+            }
+        }
+        let frame = Frame::Awareness(bytes).encode();
+        self.broadcast(id, &frame);
     }
 
     fn refuse(&mut self, id: u64, seq: u64, refusal: &Refusal) {
