@@ -12,6 +12,9 @@ command -v cc >/dev/null 2>&1 || need_packages+=(build-essential)
 command -v node >/dev/null 2>&1 || need_packages+=(nodejs npm)
 # The TURN test relays media through a real coturn on loopback.
 command -v turnserver >/dev/null 2>&1 || need_packages+=(coturn)
+# The SDK bindings tests: Python venv, Maven (with a JRE) for the Kotlin test.
+python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need_packages+=(python3-venv)
+command -v mvn >/dev/null 2>&1 || need_packages+=(maven)
 if [ ${#need_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${need_packages[*]}"
@@ -38,4 +41,5 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+scripts/test-bindings.sh
 echo "== all checks passed"

@@ -101,7 +101,7 @@ def test_app_frames_arrive_with_their_stamps(server_url):
 
     teacher.disconnect()
     assert wait_until(lambda: any(u.is_participant_left() for u in seen.updates), 10)
-    subscription.close()
+    subscription.cancel()
     student.disconnect()
 
 

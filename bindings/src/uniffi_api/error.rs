@@ -7,66 +7,66 @@ use aula_core::RoomError;
 #[non_exhaustive]
 pub enum AulaError {
     /// The server could not be reached.
-    #[error("cannot reach the server: {message}")]
+    #[error("cannot reach the server: {reason}")]
     Unreachable {
         /// Details.
-        message: String,
+        reason: String,
     },
     /// The server refused the request (`code` is the server's error code, e.g. `unauthorized`).
-    #[error("refused by the server ({code}): {message}")]
+    #[error("refused by the server ({code}): {reason}")]
     Refused {
         /// The server's error code.
         code: String,
         /// The server's explanation.
-        message: String,
+        reason: String,
     },
     /// The token could not be read or signed.
-    #[error("invalid token: {message}")]
+    #[error("invalid token: {reason}")]
     InvalidToken {
         /// Details.
-        message: String,
+        reason: String,
     },
     /// The room is disconnected (or the publication stopped): the call cannot proceed.
-    #[error("disconnected: {message}")]
+    #[error("disconnected: {reason}")]
     Disconnected {
         /// Details.
-        message: String,
+        reason: String,
     },
     /// The call needs a state the object is not in.
-    #[error("invalid state: {message}")]
+    #[error("invalid state: {reason}")]
     InvalidState {
         /// Details.
-        message: String,
+        reason: String,
     },
     /// An argument is out of range (bad frame size, bad buffer length, unknown track...).
-    #[error("invalid argument: {message}")]
+    #[error("invalid argument: {reason}")]
     InvalidArgument {
         /// Details.
-        message: String,
+        reason: String,
     },
     /// Encoding or decoding failed.
-    #[error("media: {message}")]
+    #[error("media: {reason}")]
     Media {
         /// Details.
-        message: String,
+        reason: String,
     },
     /// The WebRTC stack failed.
-    #[error("webrtc: {message}")]
+    #[error("webrtc: {reason}")]
     WebRtc {
         /// Details.
-        message: String,
+        reason: String,
     },
     /// The server did not answer in time.
-    #[error("timed out: {message}")]
+    #[error("timed out: {reason}")]
     Timeout {
         /// Details.
-        message: String,
+        reason: String,
     },
     /// Something that should not fail did.
-    #[error("internal: {message}")]
+    #[error("internal: {reason}")]
     Internal {
         /// Details.
-        message: String,
+        reason: String,
     },
 }
 
@@ -74,7 +74,7 @@ impl AulaError {
     /// The error for a call on a closed room.
     pub(crate) fn disconnected() -> Self {
         AulaError::Disconnected {
-            message: "the room is disconnected".into(),
+            reason: "the room is disconnected".into(),
         }
     }
 }
@@ -82,20 +82,23 @@ impl AulaError {
 impl From<RoomError> for AulaError {
     fn from(err: RoomError) -> Self {
         match err {
-            RoomError::Unreachable(message) => AulaError::Unreachable { message },
-            RoomError::Refused { code, message } => AulaError::Refused {
+            RoomError::Unreachable(reason) => AulaError::Unreachable { reason },
+            RoomError::Refused {
+                code,
+                message: reason,
+            } => AulaError::Refused {
                 code: code.to_string(),
-                message,
+                reason,
             },
-            RoomError::InvalidToken(message) => AulaError::InvalidToken { message },
-            RoomError::InvalidState(message) => AulaError::InvalidState { message },
-            RoomError::InvalidArgument(message) => AulaError::InvalidArgument { message },
-            RoomError::Media(message) => AulaError::Media { message },
-            RoomError::WebRtc(message) => AulaError::WebRtc { message },
-            RoomError::Timeout(message) => AulaError::Timeout { message },
-            RoomError::Internal(message) => AulaError::Internal { message },
+            RoomError::InvalidToken(reason) => AulaError::InvalidToken { reason },
+            RoomError::InvalidState(reason) => AulaError::InvalidState { reason },
+            RoomError::InvalidArgument(reason) => AulaError::InvalidArgument { reason },
+            RoomError::Media(reason) => AulaError::Media { reason },
+            RoomError::WebRtc(reason) => AulaError::WebRtc { reason },
+            RoomError::Timeout(reason) => AulaError::Timeout { reason },
+            RoomError::Internal(reason) => AulaError::Internal { reason },
             other => AulaError::Internal {
-                message: other.to_string(),
+                reason: other.to_string(),
             },
         }
     }
@@ -104,12 +107,12 @@ impl From<RoomError> for AulaError {
 impl From<aula_core::media::MediaError> for AulaError {
     fn from(err: aula_core::media::MediaError) -> Self {
         match err {
-            aula_core::media::MediaError::InvalidFrame(message)
-            | aula_core::media::MediaError::InvalidConfig(message) => {
-                AulaError::InvalidArgument { message }
+            aula_core::media::MediaError::InvalidFrame(reason)
+            | aula_core::media::MediaError::InvalidConfig(reason) => {
+                AulaError::InvalidArgument { reason }
             }
             other => AulaError::Media {
-                message: other.to_string(),
+                reason: other.to_string(),
             },
         }
     }

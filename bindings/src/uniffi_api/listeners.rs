@@ -104,7 +104,7 @@ impl Listeners {
     }
 }
 
-/// A listener registration; closing or dropping it stops the listener's callbacks.
+/// A listener registration; cancelling or dropping (closing, in Kotlin) it stops the listener's callbacks.
 #[derive(uniffi::Object)]
 pub struct Subscription {
     listeners: Weak<Listeners>,
@@ -114,7 +114,7 @@ pub struct Subscription {
 #[uniffi::export]
 impl Subscription {
     /// Stops the callbacks. Idempotent.
-    pub fn close(&self) {
+    pub fn cancel(&self) {
         if let Some(listeners) = self.listeners.upgrade() {
             listeners.remove(self.id);
         }
@@ -123,7 +123,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.close();
+        self.cancel();
     }
 }
 

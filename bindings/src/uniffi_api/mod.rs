@@ -52,7 +52,7 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, AulaError> {
         })
         .as_ref()
         .map_err(|e| AulaError::Internal {
-            message: format!("cannot start the SDK runtime: {e}"),
+            reason: format!("cannot start the SDK runtime: {e}"),
         })
 }
 
@@ -60,7 +60,7 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, AulaError> {
 fn block_on<F: Future>(future: F) -> Result<F::Output, AulaError> {
     if tokio::runtime::Handle::try_current().is_ok() {
         return Err(AulaError::InvalidState {
-            message: "blocking Aula call made from inside an async runtime worker".into(),
+            reason: "blocking Aula call made from inside an async runtime worker".into(),
         });
     }
     Ok(runtime()?.block_on(future))
@@ -111,7 +111,7 @@ pub fn create_token(
     )
     .sign(&api_secret)
     .map_err(|e| AulaError::InvalidToken {
-        message: e.to_string(),
+        reason: e.to_string(),
     })
 }
 
@@ -132,7 +132,7 @@ pub fn connect(
     if let Err(err) = listeners.spawn_dispatcher(events) {
         let _ = block_on(room.disconnect());
         return Err(AulaError::Internal {
-            message: format!("cannot start the event thread: {err}"),
+            reason: format!("cannot start the event thread: {err}"),
         });
     }
     Ok(Arc::new(AulaRoom {
@@ -222,7 +222,7 @@ impl AulaRoom {
     }
 
     /// Registers a listener for room, participant, track and connection events from now on.
-    /// Closing (or dropping) the returned subscription stops it.
+    /// Cancelling (or dropping) the returned subscription stops it.
     pub fn add_listener(
         &self,
         listener: Arc<dyn RoomListener>,
@@ -271,7 +271,7 @@ impl AulaRoom {
         let room = self.room()?;
         if !(frequency_hz.is_finite() && frequency_hz > 0.0 && frequency_hz < 24_000.0) {
             return Err(AulaError::InvalidArgument {
-                message: format!("tone frequency {frequency_hz} Hz outside (0, 24000)"),
+                reason: format!("tone frequency {frequency_hz} Hz outside (0, 24000)"),
             });
         }
         let source = SyntheticAudioSource::new(frequency_hz);
@@ -360,7 +360,7 @@ fn video_options(
     let source = origin
         .video_source()
         .ok_or_else(|| AulaError::InvalidArgument {
-            message: "a video track needs a camera or screen-share origin".into(),
+            reason: "a video track needs a camera or screen-share origin".into(),
         })?;
     Ok(VideoPublishOptions {
         source,

@@ -10,7 +10,7 @@ use super::records::{EncodedPushResult, FeedStats, Track};
 /// Maps a feed error: a stopped publication reads as a disconnected room.
 fn feed_error(err: aula_core::RoomError) -> AulaError {
     match err {
-        aula_core::RoomError::InvalidState(message) => AulaError::Disconnected { message },
+        aula_core::RoomError::InvalidState(reason) => AulaError::Disconnected { reason },
         other => other.into(),
     }
 }

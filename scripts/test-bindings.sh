@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Tests the uniffi SDK bindings against a real aula-server (called by scripts/test.sh after the
+# cargo tests): generates Kotlin, Swift and Python bindings (any failure fails the run), runs
+# the Python tests (pytest in a venv under target/) and the Kotlin tests on the JVM (Maven).
+# Needs python3 with venv, Maven and a JRE; scripts/test.sh installs them on Debian as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== bindings: cargo build -p aula-ffi -p aula-server"
+cargo build --locked -q -p aula-ffi -p aula-server -p uniffi-bindgen
+
+echo "== bindings: generate Kotlin, Swift, Python"
+scripts/generate-bindings.sh target/bindings
+
+echo "== bindings: Python (pytest)"
+venv=target/py-venv
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -c "import pytest, setuptools" 2>/dev/null ||
+  "$venv/bin/pip" install -q --disable-pip-version-check pytest setuptools wheel
+bindings/python/build.sh target/debug/libaula.so >/dev/null
+"$venv/bin/pip" install -q --disable-pip-version-check --no-build-isolation --no-deps \
+  --force-reinstall ./bindings/python
+"$venv/bin/python" -m pytest -q -p no:cacheprovider bindings/python/tests
+
+echo "== bindings: Kotlin on the JVM (Maven)"
+bindings/kotlin-tests/run.sh
+echo "== bindings: passed"
