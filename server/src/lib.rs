@@ -158,13 +158,21 @@ impl ServerHandle {
     /// Item count and content digest of `room`'s authoritative whiteboard (loading it if
     /// needed).
     pub async fn whiteboard_digest(&self, room: &str) -> Option<(usize, String)> {
-        let board = self.state.boards.get(room).await.ok()?;
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        board
-            .send(whiteboard::BoardCmd::Inspect { reply })
-            .await
-            .ok()?;
-        rx.await.ok()
+        // A board with nobody connected unloads after answering; retry if it just did.
+        for _ in 0..3 {
+            let board = self.state.boards.get(room).await.ok()?;
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            if board
+                .send(whiteboard::BoardCmd::Inspect { reply })
+                .await
+                .is_ok()
+            {
+                if let Ok(answer) = rx.await {
+                    return Some(answer);
+                }
+            }
+        }
+        None
     }
 
     /// Bytes stored for `room`'s whiteboard (snapshot plus updates, payload only).

@@ -464,3 +464,22 @@ async fn laser_pointers_are_shared_live_and_vanish_when_their_owner_leaves() {
     let (items, _) = server_digest(&server, "laser").await;
     assert_eq!(items, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_board_left_empty_is_there_for_whoever_comes_back() {
+    let server = start_server().await;
+    for round in 0..3u32 {
+        let room = join(&server, "again", "teacher", Role::Teacher, true).await;
+        let board = room.whiteboard();
+        eventually("the board so far", Duration::from_secs(5), || {
+            board.item_count() == round as usize && !board.pages().is_empty()
+        })
+        .await;
+        board.add_stroke(DEFAULT_PAGE, "#000", 1.0, &pts(round, 3));
+        eventually("stored", Duration::from_secs(5), || board.unacked() == 0).await;
+        room.disconnect().await;
+        // Everyone left: the server unloads the board and loads it again on the next join.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(server_digest(&server, "again").await.0, 3);
+}

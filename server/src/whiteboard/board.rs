@@ -63,8 +63,12 @@ pub enum BoardCmd {
     },
 }
 
+/// The open boards' command queues, by room.
+pub type Registry = Arc<tokio::sync::Mutex<HashMap<String, mpsc::Sender<BoardCmd>>>>;
+
 struct BoardActor {
     room: String,
+    registry: Registry,
     store: Arc<Store>,
     limits: WhiteboardLimits,
     board: Board,
@@ -78,6 +82,7 @@ struct BoardActor {
 
 /// Loads `room`'s board and starts its task.
 pub async fn spawn(
+    registry: Registry,
     room: String,
     store: Arc<Store>,
     limits: WhiteboardLimits,
@@ -131,6 +136,7 @@ pub async fn spawn(
     let (tx, rx) = mpsc::channel(1024);
     let actor = BoardActor {
         room,
+        registry,
         store,
         limits,
         board,
@@ -164,10 +170,35 @@ impl BoardActor {
         while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
             let mut accepted = Vec::new();
             for cmd in batch.drain(..) {
+                // Whoever asks for the state must get the batch's accepted edits too (a client
+                // reloading after a refusal may have had earlier edits accepted in this batch,
+                // and broadcasts skip their sender).
+                let reads_state = matches!(
+                    cmd,
+                    BoardCmd::Inspect { .. }
+                        | BoardCmd::Frame {
+                            frame: Frame::SyncStep1(_),
+                            ..
+                        }
+                );
+                if reads_state && !accepted.is_empty() {
+                    self.commit(std::mem::take(&mut accepted)).await;
+                }
                 self.handle(cmd, &mut accepted);
             }
             if !accepted.is_empty() {
                 self.commit(accepted).await;
+            }
+            // Nobody left: free the memory; the next `Boards::get` loads the board again. Under
+            // the registry's lock no new sender can appear, and the registry's own is the
+            // only one left, so no command can be lost.
+            if self.conns.is_empty() && rx.is_empty() {
+                let mut open = self.registry.lock().await;
+                if rx.is_empty() && rx.sender_strong_count() == 1 {
+                    open.remove(&self.room);
+                    tracing::debug!(room = %self.room, "whiteboard unloaded: nobody connected");
+                    break;
+                }
             }
         }
     }

@@ -6,11 +6,10 @@ mod session;
 pub mod store;
 pub mod yjs;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use aula_protocol::whiteboard::WhiteboardLimits;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::mpsc;
 
 pub use board::{BoardCmd, Conn};
 pub use session::{board_queue, SessionBoard};
@@ -20,7 +19,7 @@ pub use store::{Store, StoreError};
 pub struct Boards {
     store: Arc<Store>,
     limits: WhiteboardLimits,
-    open: Mutex<HashMap<String, mpsc::Sender<BoardCmd>>>,
+    open: board::Registry,
 }
 
 impl Boards {
@@ -29,7 +28,7 @@ impl Boards {
         Self {
             store: Arc::new(store),
             limits,
-            open: Mutex::default(),
+            open: Arc::default(),
         }
     }
 
@@ -47,6 +46,7 @@ impl Boards {
             }
         }
         let tx = board::spawn(
+            Arc::clone(&self.open),
             room.to_owned(),
             Arc::clone(&self.store),
             self.limits.clone(),

@@ -52,24 +52,28 @@ impl SessionBoard {
         kill: Arc<Notify>,
     ) {
         self.tx = Some(tx.clone());
-        let board = match server.boards.get(room).await {
-            Ok(board) => board,
-            Err(err) => {
-                tracing::error!(room, error = %err, "whiteboard unavailable");
+        // A board whose last connection just left may be unloading: then load it again.
+        for _ in 0..3 {
+            let board = match server.boards.get(room).await {
+                Ok(board) => board,
+                Err(err) => {
+                    tracing::error!(room, error = %err, "whiteboard unavailable");
+                    return;
+                }
+            };
+            let conn = Conn {
+                tx: tx.clone(),
+                kill: Arc::clone(&kill),
+                aula: true,
+            };
+            if board
+                .send(BoardCmd::Join { id: self.id, conn })
+                .await
+                .is_ok()
+            {
+                self.board = Some(board);
                 return;
             }
-        };
-        let conn = Conn {
-            tx,
-            kill,
-            aula: true,
-        };
-        if board
-            .send(BoardCmd::Join { id: self.id, conn })
-            .await
-            .is_ok()
-        {
-            self.board = Some(board);
         }
     }
 

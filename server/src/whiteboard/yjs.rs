@@ -34,22 +34,31 @@ pub fn editor_for(claims: &Claims) -> Editor {
 
 /// Serves one y-websocket connection until it closes.
 pub async fn serve(socket: WebSocket, server: Arc<ServerState>, claims: Claims) {
-    let Ok(board) = server.boards.get(&claims.room).await else {
-        tracing::error!(room = %claims.room, "whiteboard unavailable");
-        return;
-    };
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CONN_QUEUE);
     let kill = Arc::new(Notify::new());
     let id = next_conn_id();
-    let conn = Conn {
-        tx,
-        kill: Arc::clone(&kill),
-        aula: false,
-    };
-    if board.send(BoardCmd::Join { id, conn }).await.is_err() {
-        return;
+    let mut joined = None;
+    // A board whose last connection just left may be unloading: then load it again.
+    for _ in 0..3 {
+        let Ok(board) = server.boards.get(&claims.room).await else {
+            tracing::error!(room = %claims.room, "whiteboard unavailable");
+            return;
+        };
+        let conn = Conn {
+            tx: tx.clone(),
+            kill: Arc::clone(&kill),
+            aula: false,
+        };
+        if board.send(BoardCmd::Join { id, conn }).await.is_ok() {
+            joined = Some(board);
+            break;
+        }
     }
+    drop(tx);
+    let Some(board) = joined else {
+        return;
+    };
     let writer = tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
             if sink.send(Message::Binary(bytes.into())).await.is_err() {
