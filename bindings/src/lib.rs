@@ -4,5 +4,7 @@
 
 uniffi::setup_scaffolding!("aula");
 
+#[cfg(target_os = "android")]
+pub mod android;
 pub mod c_api;
 pub mod uniffi_api;
