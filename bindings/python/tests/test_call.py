@@ -17,14 +17,22 @@ def token(room, identity, role=aula.ParticipantRole.STUDENT):
     return aula.create_token(DEV_KEY, DEV_SECRET, room, identity, role, 600)
 
 
-class Collector(aula.VideoFrameSink, aula.RoomListener):
-    """Keeps decoded stamps and room updates."""
+class Collector(aula.VideoFrameSink, aula.AudioFrameSink, aula.RoomListener):
+    """Keeps decoded stamps, audio levels and room updates."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.stamps = []
         self.sizes = set()
         self.updates = []
+        self.audio_samples = 0
+        self.audio_peak = 0
+
+    def on_audio_frame(self, participant_id, track_sid, frame):
+        with self.lock:
+            assert frame.sample_rate == 48_000
+            self.audio_samples += len(frame.samples) // frame.channels
+            self.audio_peak = max(self.audio_peak, max((abs(s) for s in frame.samples), default=0))
 
     def on_video_frame(self, participant_id, track_sid, frame):
         with self.lock:
@@ -53,6 +61,8 @@ def test_app_frames_arrive_with_their_stamps(server_url):
     seen = Collector()
     subscription = student.add_listener(seen)
     student.set_video_sink(seen)
+    student.set_audio_sink(seen)
+    teacher.publish_synthetic_audio(440.0, "tone")
 
     publisher = teacher.publish_app_video(WIDTH, HEIGHT, FPS, 300_000, aula.TrackOrigin.CAMERA, "app-camera")
     assert publisher.track().width == WIDTH
@@ -77,6 +87,8 @@ def test_app_frames_arrive_with_their_stamps(server_url):
         stop.set()
         pusher.join()
 
+    assert wait_until(lambda: seen.audio_samples >= 24_000, 10), f"{seen.audio_samples} audio samples"
+    assert seen.audio_peak > 1000, "the tone is audible"
     with seen.lock:
         stamps = list(seen.stamps)
         sizes = set(seen.sizes)
@@ -92,7 +104,7 @@ def test_app_frames_arrive_with_their_stamps(server_url):
     video = [r for r in stats.received if r.kind == aula.TrackKind.VIDEO]
     assert video and video[0].frames_stamped_ok >= 20 and video[0].from_identity == "teacher"
     published = teacher.stats().published
-    assert published and published[0].frames_sent > 0
+    assert any(p.kind == aula.TrackKind.VIDEO and p.frames_sent > 0 for p in published)
     assert publisher.stats().pushed == len(sent)
 
     # A wrong-sized frame is refused with a typed error.
