@@ -190,3 +190,31 @@ def test_log_sink_receives_sdk_logs(server_url):
     finally:
         aula.set_log_level(aula.LogLevel.WARN)
         aula.set_log_sink(None)
+
+
+def test_encoded_publisher_asks_for_a_keyframe_and_checks_input(server_url):
+    room = aula.connect(server_url, token("py-enc", "hw"), aula.default_connect_options())
+    try:
+        publisher = room.publish_encoded_video(WIDTH, HEIGHT, FPS, aula.TrackOrigin.CAMERA, "hw-camera")
+        assert publisher.track().name == "hw-camera"
+        requests = []
+
+        class Listener(aula.KeyframeRequestListener):
+            def on_keyframe_requested(self):
+                requests.append(time.monotonic())
+
+        publisher.set_keyframe_request_listener(Listener())
+        # A new publication needs a keyframe first: the app is asked for one.
+        assert wait_until(lambda: len(requests) >= 1, 5)
+        with pytest.raises(aula.AulaError.InvalidArgument):
+            publisher.push(b"\x01\x02\x03\x04\x05", False, 0)  # not Annex-B
+        delta = bytes([0, 0, 0, 1, 0x41, 0x9A, 0, 0])
+        with pytest.raises(aula.AulaError.InvalidArgument):
+            publisher.push(delta, True, 0)  # flagged keyframe, but no IDR/SPS inside
+        assert publisher.push(delta, False, 0) == aula.EncodedPushResult.DROPPED_AWAITING_KEYFRAME
+        assert publisher.stats().dropped == 1
+        room.disconnect()
+        with pytest.raises(aula.AulaError.Disconnected):
+            publisher.push(delta, False, 1)
+    finally:
+        room.disconnect()
