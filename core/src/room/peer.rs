@@ -118,7 +118,6 @@ impl ClientPeer {
                 urls: s.urls.clone(),
                 username: s.username.clone(),
                 credential: s.credential.clone(),
-                ..Default::default()
             })
             .collect();
         let policy = if options.relay_only {
