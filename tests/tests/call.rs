@@ -13,6 +13,8 @@ use aula_protocol::{
 use aula_server::{Server, ServerConfig, ServerHandle, DEV_API_KEY, DEV_API_SECRET};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+mod support;
+
 const WIDTH: u32 = 320;
 const HEIGHT: u32 = 180;
 const FPS: u32 = 15;
@@ -187,19 +189,11 @@ async fn teacher_and_students_see_and_hear_each_other_and_leaving_ends_tracks() 
     server.shutdown().await;
 }
 
-/// A plain HTTP/1.1 GET against the server; returns the body.
+/// The body of a GET that must answer 200.
 async fn http_get(server: &ServerHandle, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(server.http_addr())
-        .await
-        .unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: aula\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_owned()
+    let (status, body) = support::http_get(server, path).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    body
 }
 
 fn metric_value(metrics: &str, name: &str) -> f64 {

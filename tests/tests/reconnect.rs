@@ -3,36 +3,22 @@
 
 use std::time::{Duration, Instant};
 
-use aula_core::media::SyntheticVideoSource;
-use aula_core::{Room, RoomEvent, RoomOptions, VideoPublishOptions};
-use aula_protocol::token::unix_now;
-use aula_protocol::{Claims, MediaKind, Role};
-use aula_server::{Server, ServerConfig, ServerHandle, DEV_API_KEY, DEV_API_SECRET};
+use aula_core::{Room, RoomEvent, RoomOptions};
+use aula_protocol::Role;
+use aula_server::{Server, ServerConfig};
+
+mod support;
+use support::{http_get, publish_camera, stamped_frames_from, token};
 use tokio::sync::mpsc::UnboundedReceiver;
-
-fn token(identity: &str, role: Role) -> String {
-    Claims::new(DEV_API_KEY, "drain", identity, role, unix_now(), 600)
-        .sign(DEV_API_SECRET)
-        .unwrap()
-}
-
-fn frames_from(room: &Room, identity: &str) -> u64 {
-    room.stats()
-        .received
-        .iter()
-        .filter(|r| r.from == identity && r.kind == MediaKind::Video)
-        .map(|r| r.frames_stamped_ok)
-        .sum()
-}
 
 async fn wait_frames(room: &Room, identity: &str, at_least: u64, timeout: Duration) {
     let deadline = Instant::now() + timeout;
-    while frames_from(room, identity) < at_least {
+    while stamped_frames_from(room, identity) < at_least {
         assert!(
             Instant::now() < deadline,
             "{} got {} frames from {identity}, wanted {at_least}",
             room.local_participant().identity,
-            frames_from(room, identity)
+            stamped_frames_from(room, identity)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -52,42 +38,27 @@ async fn wait_reconnected(events: &mut UnboundedReceiver<RoomEvent>) -> Duration
     .expect("the room rejoins")
 }
 
-async fn http_status(server: &ServerHandle, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(server.http_addr())
-        .await
-        .unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: aula\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response.lines().next().unwrap_or_default().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_server_hands_its_room_to_the_next_instance() {
     let first = Server::start(ServerConfig::dev(0, 0)).await.unwrap();
     let address = first.http_addr();
-    assert!(http_status(&first, "/readyz").await.contains("200 OK"));
+    assert!(http_get(&first, "/readyz").await.0.contains("200 OK"));
     let url = first.ws_url();
-    let (teacher, mut teacher_events) =
-        Room::connect(&url, &token("t1", Role::Teacher), RoomOptions::default())
-            .await
-            .unwrap();
-    teacher
-        .publish_video(
-            SyntheticVideoSource::new(320, 180, 15).unwrap(),
-            VideoPublishOptions {
-                bitrate_bps: 300_000,
-                ..VideoPublishOptions::default()
-            },
-        )
-        .await
-        .unwrap();
-    let (student, mut student_events) =
-        Room::connect(&url, &token("s1", Role::Student), RoomOptions::default())
-            .await
-            .unwrap();
+    let (teacher, mut teacher_events) = Room::connect(
+        &url,
+        &token("drain", "t1", Role::Teacher),
+        RoomOptions::default(),
+    )
+    .await
+    .unwrap();
+    publish_camera(&teacher, 320, 180, 15).await;
+    let (student, mut student_events) = Room::connect(
+        &url,
+        &token("drain", "s1", Role::Student),
+        RoomOptions::default(),
+    )
+    .await
+    .unwrap();
     wait_frames(&student, "t1", 15, Duration::from_secs(20)).await;
 
     // Drain the first instance and start the next one on the same address, as a rolling
@@ -119,7 +90,7 @@ async fn clients_that_opt_out_of_reconnecting_are_told_why_and_stay_down() {
     let server = Server::start(ServerConfig::dev(0, 0)).await.unwrap();
     let (room, mut events) = Room::connect(
         &server.ws_url(),
-        &token("t1", Role::Teacher),
+        &token("drain", "t1", Role::Teacher),
         RoomOptions {
             reconnect: false,
             ..RoomOptions::default()

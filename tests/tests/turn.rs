@@ -5,11 +5,12 @@ use std::net::{TcpListener, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aula_core::media::SyntheticVideoSource;
-use aula_core::{IceServer, Room, RoomOptions, VideoPublishOptions};
-use aula_protocol::token::unix_now;
-use aula_protocol::{Claims, MediaKind, Role};
-use aula_server::{Server, ServerConfig, DEV_API_KEY, DEV_API_SECRET};
+use aula_core::{IceServer, Room, RoomOptions};
+use aula_protocol::Role;
+use aula_server::{Server, ServerConfig};
+
+mod support;
+use support::{publish_camera, stamped_frames_from, token};
 
 struct Turn(Child);
 
@@ -70,33 +71,19 @@ async fn a_relay_only_client_receives_media_through_turn() {
     let turn_port = free_port();
     let _turn = start_turn(turn_port);
     let server = Server::start(ServerConfig::dev(0, 0)).await.unwrap();
-    let token = |identity: &str, role| {
-        Claims::new(DEV_API_KEY, "turn", identity, role, unix_now(), 600)
-            .sign(DEV_API_SECRET)
-            .unwrap()
-    };
     let (teacher, _t) = Room::connect(
         &server.ws_url(),
-        &token("t1", Role::Teacher),
+        &token("turn", "t1", Role::Teacher),
         RoomOptions::default(),
     )
     .await
     .unwrap();
-    teacher
-        .publish_video(
-            SyntheticVideoSource::new(320, 180, 15).unwrap(),
-            VideoPublishOptions {
-                bitrate_bps: 300_000,
-                ..VideoPublishOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    publish_camera(&teacher, 320, 180, 15).await;
     // Give coturn a moment to listen before the relay-only client gathers.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (student, _s) = Room::connect(
         &server.ws_url(),
-        &token("s1", Role::Student),
+        &token("turn", "s1", Role::Student),
         RoomOptions {
             ice_servers: vec![IceServer {
                 urls: vec![format!("turn:127.0.0.1:{turn_port}?transport=udp")],
@@ -111,14 +98,7 @@ async fn a_relay_only_client_receives_media_through_turn() {
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let frames: u64 = student
-            .stats()
-            .received
-            .iter()
-            .filter(|r| r.from == "t1" && r.kind == MediaKind::Video)
-            .map(|r| r.frames_stamped_ok)
-            .sum();
-        if frames >= 20 {
+        if stamped_frames_from(&student, "t1") >= 20 {
             break;
         }
         assert!(
