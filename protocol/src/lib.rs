@@ -11,6 +11,7 @@ pub mod ids;
 pub mod keyframe_requests;
 pub mod signal;
 pub mod token;
+pub mod webhook;
 pub mod whiteboard;
 
 pub use ids::{ParticipantId, TrackSid};

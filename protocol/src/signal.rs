@@ -238,6 +238,21 @@ impl ClientMessage {
             ClientMessage::Trickle { .. } => None,
         }
     }
+
+    /// The message's `type` tag, as on the wire.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientMessage::Join { .. } => "join",
+            ClientMessage::PublishTrack { .. } => "publish_track",
+            ClientMessage::UnpublishTrack { .. } => "unpublish_track",
+            ClientMessage::PublisherOffer { .. } => "publisher_offer",
+            ClientMessage::SubscriberAnswer { .. } => "subscriber_answer",
+            ClientMessage::UpdateSubscription { .. } => "update_subscription",
+            ClientMessage::Ping { .. } => "ping",
+            ClientMessage::Leave { .. } => "leave",
+            ClientMessage::Trickle { .. } => "trickle",
+        }
+    }
 }
 
 /// Why a participant left.

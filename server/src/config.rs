@@ -56,6 +56,8 @@ pub struct ServerConfig {
     pub data_dir: Option<std::path::PathBuf>,
     /// Bounds on whiteboard updates.
     pub whiteboard_limits: aula_protocol::whiteboard::WhiteboardLimits,
+    /// Endpoints that receive signed room and participant events (http:// or https://).
+    pub webhook_urls: Vec<String>,
 }
 
 impl ServerConfig {
@@ -70,6 +72,7 @@ impl ServerConfig {
             limits: Limits::default(),
             data_dir: None,
             whiteboard_limits: Default::default(),
+            webhook_urls: Vec::new(),
         }
     }
 }
@@ -94,6 +97,9 @@ pub struct ConfigLayer {
     /// Directory for durable whiteboard storage; unset keeps boards in memory only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<std::path::PathBuf>,
+    /// Webhook endpoints; unset sends none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_urls: Option<Vec<String>>,
     /// Overload and abuse caps; unset fields keep their defaults.
     #[serde(default)]
     pub limits: LimitsLayer,
@@ -172,6 +178,7 @@ impl ConfigLayer {
             api_secret: self.api_secret.or(below.api_secret),
             log_format: self.log_format.or(below.log_format),
             data_dir: self.data_dir.or(below.data_dir),
+            webhook_urls: self.webhook_urls.or(below.webhook_urls),
             limits: LimitsLayer {
                 max_rooms: self.limits.max_rooms.or(below.limits.max_rooms),
                 max_participants_per_room: self
@@ -241,6 +248,9 @@ impl ConfigLayer {
         {
             return Err(ConfigError::Invalid("limits must be at least 1".into()));
         }
+        let webhook_urls = self.webhook_urls.unwrap_or_default();
+        crate::webhooks::validate_urls(&webhook_urls)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let log_format = self
             .log_format
             .unwrap_or_else(|| if dev { "text" } else { "json" }.to_owned());
@@ -260,6 +270,7 @@ impl ConfigLayer {
                 limits,
                 data_dir: self.data_dir,
                 whiteboard_limits: Default::default(),
+                webhook_urls,
             },
             log_format,
             dev,
@@ -285,6 +296,7 @@ impl EffectiveConfig {
             api_secret: Some("********".into()),
             log_format: Some(self.log_format.clone()),
             data_dir: self.server.data_dir.clone(),
+            webhook_urls: Some(self.server.webhook_urls.clone()),
             limits: LimitsLayer {
                 max_rooms: Some(self.server.limits.max_rooms),
                 max_participants_per_room: Some(self.server.limits.max_participants_per_room),
@@ -349,6 +361,14 @@ mod tests {
             ..ConfigLayer::default()
         };
         assert!(zero.resolve(true).is_err(), "zero limit");
+        let bad_hook = ConfigLayer {
+            webhook_urls: Some(vec!["hooks.example.com".into()]),
+            ..ConfigLayer::default()
+        };
+        assert!(
+            bad_hook.resolve(true).is_err(),
+            "webhook URL without a scheme"
+        );
         assert!(toml::from_str::<ConfigLayer>("listen = 5").is_err());
         assert!(
             toml::from_str::<ConfigLayer>("lisen = \"x\"").is_err(),

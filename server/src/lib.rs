@@ -15,6 +15,7 @@ mod session;
 pub mod sfu;
 mod state;
 pub mod udp_mux;
+pub mod webhooks;
 pub mod whiteboard;
 
 use std::net::SocketAddr;
@@ -47,6 +48,9 @@ pub enum ServerError {
     /// The configuration has no API keys.
     #[error("no API key configured")]
     NoKeys,
+    /// The webhook endpoints or client could not be set up.
+    #[error(transparent)]
+    Webhooks(#[from] webhooks::WebhookError),
     /// The whiteboard store could not be opened.
     #[error("cannot open the whiteboard store: {0}")]
     Store(#[from] whiteboard::StoreError),
@@ -91,12 +95,28 @@ impl Server {
             None => whiteboard::Store::in_memory()?,
         };
         let (shutdown, _) = watch::channel(false);
+        let metrics = Arc::new(metrics::Metrics::default());
+        let signing = config
+            .keys
+            .iter()
+            .min()
+            .map(|(key, secret)| webhooks::SigningKey {
+                key: key.clone(),
+                secret: secret.clone(),
+            })
+            .ok_or(ServerError::NoKeys)?;
+        let webhooks = Arc::new(webhooks::Webhooks::start(
+            &config.webhook_urls,
+            signing,
+            Arc::clone(&metrics),
+        )?);
         let state = Arc::new(ServerState {
             keys: config.keys.clone(),
-            rooms: room::Rooms::default(),
+            rooms: room::Rooms::new(Arc::clone(&webhooks)),
+            webhooks,
             mux: Arc::clone(&mux),
             shutdown,
-            metrics: Arc::default(),
+            metrics,
             connections: ConnectionLimiter::new(config.limits.max_connections_per_ip),
             limits: config.limits.clone(),
             boards: whiteboard::Boards::new(store, config.whiteboard_limits.clone()),
@@ -195,6 +215,8 @@ impl ServerHandle {
         while self.state.rooms.count().await > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+        // The rooms' last events (participants leaving, rooms finishing) still go out.
+        self.state.webhooks.flush(SHUTDOWN_GRACE).await;
         let _ = self.task.await;
     }
 }

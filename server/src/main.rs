@@ -45,6 +45,10 @@ struct Args {
     /// Directory where whiteboards are stored durably (unset: in memory, lost on exit).
     #[arg(long, env = "AULA_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Webhook endpoint for signed room and participant events (repeat the flag, or
+    /// comma-separate in the environment variable).
+    #[arg(long = "webhook-url", env = "AULA_WEBHOOK_URLS", value_delimiter = ',')]
+    webhook_urls: Option<Vec<String>>,
     /// Most rooms open at once [default: 10000].
     #[arg(long, env = "AULA_MAX_ROOMS")]
     max_rooms: Option<usize>,
@@ -70,6 +74,7 @@ impl Args {
             api_secret: self.api_secret.clone(),
             log_format: self.log_format.clone(),
             data_dir: self.data_dir.clone(),
+            webhook_urls: self.webhook_urls.clone(),
             limits: LimitsLayer {
                 max_rooms: self.max_rooms,
                 max_participants_per_room: self.max_participants_per_room,

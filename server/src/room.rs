@@ -14,9 +14,12 @@ use aula_protocol::{
 };
 use tokio::sync::{Mutex, Notify};
 
+use aula_protocol::webhook::WebhookEventKind;
+
 use crate::config::Limits;
 use crate::outbox::Outbox;
 use crate::sfu::{PublishedTrack, Subscriber};
+use crate::webhooks::Webhooks;
 
 /// One participant's session in a room.
 pub struct Participant {
@@ -90,14 +93,21 @@ pub struct Room {
     /// The room's name and incarnation id.
     pub info: RoomInfo,
     state: Mutex<RoomState>,
+    webhooks: Arc<Webhooks>,
 }
 
 impl Room {
-    fn new(info: RoomInfo) -> Self {
+    fn new(info: RoomInfo, webhooks: Arc<Webhooks>) -> Self {
         Self {
             info,
             state: Mutex::new(RoomState::default()),
+            webhooks,
         }
+    }
+
+    /// Tells the application's backend (webhooks) that `kind` happened here.
+    fn announce(&self, kind: WebhookEventKind) {
+        self.webhooks.emit(&self.info, kind);
     }
 
     /// Adds `participant`, announces it, subscribes it to existing tracks if it asked for that,
@@ -125,6 +135,9 @@ impl Room {
             .insert(participant.id().clone(), Arc::clone(&participant));
         drop(state);
 
+        self.announce(WebhookEventKind::ParticipantJoined {
+            participant: participant.snapshot(),
+        });
         let joined = ServerMessage::ParticipantJoined {
             participant: participant.snapshot(),
         };
@@ -152,8 +165,19 @@ impl Room {
         let Some(removed) = removed else {
             return empty;
         };
-        let tracks: Vec<TrackSid> = removed.lock_published().keys().cloned().collect();
+        let ended: Vec<Arc<PublishedTrack>> = removed.lock_published().values().cloned().collect();
+        let tracks: Vec<TrackSid> = ended.iter().map(|t| t.info.sid.clone()).collect();
         removed.lock_published().clear();
+        for track in &ended {
+            self.announce(WebhookEventKind::TrackUnpublished {
+                participant_identity: removed.info.identity.clone(),
+                track: track.info.clone(),
+            });
+        }
+        self.announce(WebhookEventKind::ParticipantLeft {
+            participant: removed.info.clone(),
+            reason,
+        });
         for other in &others {
             for sid in &tracks {
                 unsubscribe_or_log(other, sid).await;
@@ -173,6 +197,10 @@ impl Room {
         publisher
             .lock_published()
             .insert(track.info.sid.clone(), Arc::clone(&track));
+        self.announce(WebhookEventKind::TrackPublished {
+            participant_identity: publisher.info.identity.clone(),
+            track: track.info.clone(),
+        });
         let others = self.others(publisher.id()).await;
         let added = ServerMessage::TrackAdded {
             participant_id: publisher.id().clone(),
@@ -188,9 +216,13 @@ impl Room {
 
     /// Ends a published track for everyone. Returns whether it existed.
     pub async fn unpublish(&self, publisher: &Arc<Participant>, sid: &TrackSid) -> bool {
-        if publisher.lock_published().remove(sid).is_none() {
+        let Some(track) = publisher.lock_published().remove(sid) else {
             return false;
-        }
+        };
+        self.announce(WebhookEventKind::TrackUnpublished {
+            participant_identity: publisher.info.identity.clone(),
+            track: track.info.clone(),
+        });
         for other in self.others(publisher.id()).await {
             unsubscribe_or_log(&other, sid).await;
             other.outbox.send(ServerMessage::TrackRemoved {
@@ -276,13 +308,22 @@ async fn unsubscribe_or_log(participant: &Participant, sid: &TrackSid) {
 }
 
 /// Every open room on this server.
-#[derive(Default)]
 pub struct Rooms {
     rooms: Mutex<HashMap<String, Arc<Room>>>,
     next_id: AtomicU64,
+    webhooks: Arc<Webhooks>,
 }
 
 impl Rooms {
+    /// No rooms yet; room and participant events go to `webhooks`.
+    pub fn new(webhooks: Arc<Webhooks>) -> Self {
+        Self {
+            rooms: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            webhooks,
+        }
+    }
+
     /// A fresh id for a participant or track.
     pub fn next_counter(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed) + 1
@@ -300,11 +341,15 @@ impl Rooms {
             Some(room) => Arc::clone(room),
             None if rooms.len() >= limits.max_rooms => return Err(ErrorCode::ServerFull),
             None => {
-                let room = Arc::new(Room::new(RoomInfo {
-                    name: name.to_owned(),
-                    sid: format!("RM_{:08x}", self.next_counter()),
-                }));
+                let room = Arc::new(Room::new(
+                    RoomInfo {
+                        name: name.to_owned(),
+                        sid: format!("RM_{:08x}", self.next_counter()),
+                    },
+                    Arc::clone(&self.webhooks),
+                ));
                 rooms.insert(name.to_owned(), Arc::clone(&room));
+                room.announce(WebhookEventKind::RoomStarted);
                 tracing::info!(room = name, "room opened");
                 room
             }
@@ -331,6 +376,7 @@ impl Rooms {
                     rooms.remove(&room.info.name);
                 }
                 tracing::info!(room = %room.info.name, "room closed");
+                room.announce(WebhookEventKind::RoomFinished);
             }
         }
     }

@@ -366,10 +366,15 @@ impl Session {
             self.outbox.send(ServerMessage::Ok { request_id: id });
             return Some(LeaveReason::ClientRequest);
         }
+        let started = Instant::now();
+        let kind = msg.kind();
         if let Err((code, message)) = self.handle(msg).await {
             self.outbox
                 .send(ServerMessage::error(request_id, code, message));
         }
+        self.server
+            .metrics
+            .signaling_handled(kind, started.elapsed());
         None
     }
 
@@ -432,12 +437,13 @@ impl Session {
             ClientMessage::PublisherOffer { id, sdp } => {
                 if self.publisher.is_none() {
                     let events = self.peer_events_tx.clone();
-                    let peer = ServerPeer::new(&self.server.mux, move |gathered| {
-                        Arc::new(PublisherEvents { gathered, events })
-                            as Arc<dyn PeerConnectionEventHandler>
-                    })
-                    .await
-                    .map_err(internal)?;
+                    let peer =
+                        ServerPeer::new(&self.server.mux, &self.server.metrics, move |gathered| {
+                            Arc::new(PublisherEvents { gathered, events })
+                                as Arc<dyn PeerConnectionEventHandler>
+                        })
+                        .await
+                        .map_err(internal)?;
                     self.publisher = Some(peer);
                 }
                 let Some(peer) = self.publisher.as_ref() else {

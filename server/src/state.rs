@@ -28,6 +28,8 @@ pub struct ServerState {
     pub connections: ConnectionLimiter,
     /// Caps on rooms, participants and message rates.
     pub limits: Limits,
+    /// Signed event delivery to the application's backend.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
     /// The rooms' whiteboards.
     pub boards: crate::whiteboard::Boards,
 }

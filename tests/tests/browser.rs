@@ -11,6 +11,8 @@ use aula_protocol::token::unix_now;
 use aula_protocol::{Claims, MediaKind, Role};
 use aula_server::{Server, ServerConfig, DEV_API_KEY, DEV_API_SECRET};
 
+mod support;
+
 fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser")
 }
@@ -29,13 +31,7 @@ async fn a_browser_and_a_core_participant_see_each_other() {
         "Chromium is needed at {chromium} (Debian package `chromium`; scripts/test.sh installs it)"
     );
 
-    if std::env::var("AULA_TEST_LOG").is_ok() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                std::env::var("AULA_TEST_LOG").unwrap(),
-            ))
-            .try_init();
-    }
+    support::init_test_log();
     let server = Server::start(ServerConfig::dev(0, 0)).await.unwrap();
     let token = |identity: &str, role| {
         Claims::new(DEV_API_KEY, "browser", identity, role, unix_now(), 600)

@@ -148,6 +148,16 @@ async fn teacher_and_students_see_and_hear_each_other_and_leaving_ends_tracks() 
     assert!(metrics.contains("aula_tracks 6\n"), "{metrics}");
     let forwarded = metric_value(&metrics, r#"aula_forwarded_packets_total{kind="video"}"#);
     assert!(forwarded > 100.0, "video packets forwarded: {forwarded}");
+    let offers_answered = metric_value(
+        &metrics,
+        r#"aula_signaling_latency_seconds_count{message="publisher_offer"}"#,
+    );
+    assert!(
+        offers_answered >= 3.0,
+        "publisher offers timed: {offers_answered}"
+    );
+    let loss_reports = metric_value(&metrics, "aula_subscriber_reported_loss_count");
+    assert!(loss_reports > 0.0, "receiver reports seen: {loss_reports}");
     assert_eq!(http_get(&server, "/healthz").await, "ok");
 
     let s2_id: ParticipantId = s2.local_participant().id;

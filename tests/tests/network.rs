@@ -9,7 +9,7 @@ use aula_protocol::{MediaKind, Role};
 use aula_server::{Server, ServerConfig};
 
 mod support;
-use support::{publish_camera, stamped_frames_from, token};
+use support::{http_get, init_test_log, publish_camera, stamped_frames_from, token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_five_second_network_cut_resumes_without_the_application() {
@@ -77,8 +77,10 @@ async fn a_five_second_network_cut_resumes_without_the_application() {
 
 /// Runs a publisher and a subscriber with `publisher_up` loss on the publisher's uplink and
 /// `subscriber_down` loss on the subscriber's downlink (20 ms each way), and returns what the
-/// subscriber decoded in the 10 s after its first frame of 640x360 at 15 fps: (frames, keyframe requests, freezes).
-async fn decoded_through_loss(publisher_up: f64, subscriber_down: f64) -> (u64, u64, u64) {
+/// subscriber decoded in the 10 s after its first frame of 640x360 at 15 fps, and the packets
+/// the server's metrics say were asked for again.
+async fn decoded_through_loss(publisher_up: f64, subscriber_down: f64) -> ThroughLoss {
+    init_test_log();
     let server = Server::start(ServerConfig::dev(0, 0)).await.unwrap();
     let url = server.ws_url();
     let path = |loss: f64| LinkSettings {
@@ -120,7 +122,12 @@ async fn decoded_through_loss(publisher_up: f64, subscriber_down: f64) -> (u64, 
     // first decoded frame.
     let deadline = Instant::now() + Duration::from_secs(20);
     while stamped_frames_from(&student, "t1") == 0 {
-        assert!(Instant::now() < deadline, "no video through 5% loss");
+        assert!(
+            Instant::now() < deadline,
+            "no video through 5% loss: sent {:#?}, received {:#?}",
+            teacher.stats().published,
+            student.stats().received
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -131,10 +138,36 @@ async fn decoded_through_loss(publisher_up: f64, subscriber_down: f64) -> (u64, 
         .find(|r| r.from == "t1" && r.kind == MediaKind::Video)
         .expect("video received")
         .clone();
+    let (_, metrics) = http_get(&server, "/metrics").await;
+    let nacked = |direction: &str| {
+        let name = format!("aula_nacked_packets_total{{direction=\"{direction}\"}}");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name.as_str()))
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let result = ThroughLoss {
+        frames: video.frames_decoded,
+        plis: video.keyframe_requests,
+        freezes: video.freezes,
+        nacked_by_subscribers: nacked("from_subscribers"),
+        nacked_from_publishers: nacked("to_publishers"),
+    };
     teacher.disconnect().await;
     student.disconnect().await;
     server.shutdown().await;
-    (video.frames_decoded, video.keyframe_requests, video.freezes)
+    result
+}
+
+/// What [`decoded_through_loss`] measured.
+#[derive(Debug)]
+struct ThroughLoss {
+    frames: u64,
+    plis: u64,
+    freezes: u64,
+    nacked_by_subscribers: u64,
+    nacked_from_publishers: u64,
 }
 
 /// NACK and retransmission on both hops. Without them, 5 % loss breaks about one frame in four
@@ -142,20 +175,27 @@ async fn decoded_through_loss(publisher_up: f64, subscriber_down: f64) -> (u64, 
 /// requests in 10 s and far fewer frames. With them, most losses are repaired in place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_packets_are_retransmitted_on_both_hops() {
-    let (frames, plis, freezes) = decoded_through_loss(0.0, 0.05).await;
+    let down = decoded_through_loss(0.0, 0.05).await;
     println!(
-        "5% subscriber downlink loss: {frames} frames, {plis} keyframe requests, {freezes} freezes"
+        "5% subscriber downlink loss: {} freezes; {down:?}",
+        down.freezes
     );
     assert!(
-        frames >= 100 && plis <= 10,
-        "server to subscriber: {frames} frames, {plis} PLIs"
-    );
-    let (frames, plis, freezes) = decoded_through_loss(0.05, 0.0).await;
-    println!(
-        "5% publisher uplink loss: {frames} frames, {plis} keyframe requests, {freezes} freezes"
+        down.frames >= 100 && down.plis <= 10,
+        "server to subscriber: {down:?}"
     );
     assert!(
-        frames >= 100 && plis <= 10,
-        "publisher to server: {frames} frames, {plis} PLIs"
+        down.nacked_by_subscribers > 0,
+        "the subscriber's NACKs reach the server's metrics: {down:?}"
+    );
+    let up = decoded_through_loss(0.05, 0.0).await;
+    println!("5% publisher uplink loss: {} freezes; {up:?}", up.freezes);
+    assert!(
+        up.frames >= 100 && up.plis <= 10,
+        "publisher to server: {up:?}"
+    );
+    assert!(
+        up.nacked_from_publishers > 0,
+        "the server NACKs the publisher and counts it: {up:?}"
     );
 }

@@ -46,20 +46,26 @@ pub struct ServerPeer {
 }
 
 impl ServerPeer {
-    /// Creates a connection routed on `mux`. `handler` builds the event handler from the
+    /// Creates a connection routed on `mux`, its RTCP feedback counted in `metrics`. `handler` builds the event handler from the
     /// [`GatherSignal`] it must feed with gathering state changes.
     pub async fn new(
         mux: &Arc<UdpMux>,
+        metrics: &crate::metrics::Metrics,
         handler: impl FnOnce(GatherSignal) -> Arc<dyn PeerConnectionEventHandler>,
     ) -> Result<Self, PeerError> {
         let ufrag = Alphanumeric.sample_string(&mut rand::rng(), 16);
         let password = Alphanumeric.sample_string(&mut rand::rng(), 32);
         let mut media_engine = MediaEngine::default();
         media_engine.register_default_codecs()?;
-        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?.with(
-            Slot::from(KEYFRAME_REQUEST_SLOT),
-            KeyframeRequestInterceptor::default(),
-        );
+        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?
+            .with(
+                Slot::from(KEYFRAME_REQUEST_SLOT),
+                KeyframeRequestInterceptor::default(),
+            )
+            .with(
+                Slot::from(super::RTCP_OBSERVER_SLOT),
+                super::RtcpObserver::new(metrics),
+            );
         let settings = SettingEngineBuilder::new()
             .with_lite(true)
             .with_ice_credentials(ufrag.clone(), password)

@@ -127,7 +127,7 @@ impl Subscriber {
         if state.peer.is_none() {
             let connected = self.connected.clone();
             state.peer = Some(
-                ServerPeer::new(&self.mux, move |gathered| {
+                ServerPeer::new(&self.mux, &self.metrics, move |gathered| {
                     Arc::new(SubscriberEvents {
                         gathered,
                         connected,

@@ -60,3 +60,13 @@ pub async fn http_get(server: &ServerHandle, path: &str) -> (String, String) {
         body.to_owned(),
     )
 }
+
+/// Sends the test's logs to stderr when `AULA_TEST_LOG` holds a filter (e.g. `aula_core=debug`).
+pub fn init_test_log() {
+    if let Ok(filter) = std::env::var("AULA_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
