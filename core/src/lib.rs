@@ -20,8 +20,8 @@ pub use room::{
     app_video_source, AppFeedStats, AppVideoFeed, AppVideoSource, EncodedVideoFeed, PushOutcome,
 };
 pub use room::{
-    AudioSink, AudioSource, ConnectionState, DisconnectReason, IceServer, Room, RoomError,
-    RoomEvent, RoomOptions, RoomStats, VideoPublishOptions, VideoSink, VideoSource,
+    AudioSink, AudioSource, ConnectionState, DisconnectReason, IceServer, MediaTransport, Room,
+    RoomError, RoomEvent, RoomOptions, RoomStats, VideoPublishOptions, VideoSink, VideoSource,
 };
 pub use stats::{Percentiles, PublishedStats, ReceivedStats};
 pub use whiteboard::{Whiteboard, WhiteboardError, WhiteboardEvent};

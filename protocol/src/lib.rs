@@ -9,6 +9,8 @@
 pub mod ids;
 #[cfg(feature = "rtc")]
 pub mod keyframe_requests;
+#[cfg(feature = "rtc")]
+pub mod rtx_unwrap;
 pub mod signal;
 pub mod token;
 pub mod webhook;

@@ -58,6 +58,8 @@ pub struct ServerConfig {
     pub whiteboard_limits: aula_protocol::whiteboard::WhiteboardLimits,
     /// Endpoints that receive signed room and participant events (http:// or https://).
     pub webhook_urls: Vec<String>,
+    /// Also serve ICE over TCP on the media port number, for clients whose network blocks UDP.
+    pub ice_tcp: bool,
 }
 
 impl ServerConfig {
@@ -73,6 +75,7 @@ impl ServerConfig {
             data_dir: None,
             whiteboard_limits: Default::default(),
             webhook_urls: Vec::new(),
+            ice_tcp: true,
         }
     }
 }
@@ -97,6 +100,9 @@ pub struct ConfigLayer {
     /// Directory for durable whiteboard storage; unset keeps boards in memory only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<std::path::PathBuf>,
+    /// See [`ServerConfig::ice_tcp`] (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ice_tcp: Option<bool>,
     /// Webhook endpoints; unset sends none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_urls: Option<Vec<String>>,
@@ -178,6 +184,7 @@ impl ConfigLayer {
             api_secret: self.api_secret.or(below.api_secret),
             log_format: self.log_format.or(below.log_format),
             data_dir: self.data_dir.or(below.data_dir),
+            ice_tcp: self.ice_tcp.or(below.ice_tcp),
             webhook_urls: self.webhook_urls.or(below.webhook_urls),
             limits: LimitsLayer {
                 max_rooms: self.limits.max_rooms.or(below.limits.max_rooms),
@@ -271,6 +278,7 @@ impl ConfigLayer {
                 data_dir: self.data_dir,
                 whiteboard_limits: Default::default(),
                 webhook_urls,
+                ice_tcp: self.ice_tcp.unwrap_or(true),
             },
             log_format,
             dev,
@@ -296,6 +304,7 @@ impl EffectiveConfig {
             api_secret: Some("********".into()),
             log_format: Some(self.log_format.clone()),
             data_dir: self.server.data_dir.clone(),
+            ice_tcp: Some(self.server.ice_tcp),
             webhook_urls: Some(self.server.webhook_urls.clone()),
             limits: LimitsLayer {
                 max_rooms: Some(self.server.limits.max_rooms),

@@ -14,6 +14,7 @@ mod room;
 mod session;
 pub mod sfu;
 mod state;
+pub mod tcp_mux;
 pub mod udp_mux;
 pub mod webhooks;
 pub mod whiteboard;
@@ -66,7 +67,7 @@ impl Server {
             return Err(ServerError::NoKeys);
         }
         let rtc_bind = SocketAddr::new(config.listen.ip(), config.rtc_port);
-        let mux = UdpMux::bind(rtc_bind, config.public_ip)
+        let mux = UdpMux::bind(rtc_bind, config.public_ip, config.ice_tcp)
             .await
             .map_err(|source| ServerError::Bind {
                 what: "the media port",
@@ -173,6 +174,11 @@ impl ServerHandle {
     /// The media address announced to clients in candidates.
     pub fn announced_rtc_addr(&self) -> SocketAddr {
         self.announced_rtc_addr
+    }
+
+    /// Where the ICE-over-TCP listener is bound, when it is on.
+    pub fn rtc_tcp_addr(&self) -> Option<SocketAddr> {
+        self.state.mux.tcp_local_addr()
     }
 
     /// Item count and content digest of `room`'s authoritative whiteboard (loading it if

@@ -45,6 +45,10 @@ struct Args {
     /// Directory where whiteboards are stored durably (unset: in memory, lost on exit).
     #[arg(long, env = "AULA_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Also serve ICE over TCP on the media port number, the fallback for clients whose
+    /// network blocks UDP [default: true].
+    #[arg(long, env = "AULA_ICE_TCP")]
+    ice_tcp: Option<bool>,
     /// Webhook endpoint for signed room and participant events (repeat the flag, or
     /// comma-separate in the environment variable).
     #[arg(long = "webhook-url", env = "AULA_WEBHOOK_URLS", value_delimiter = ',')]
@@ -74,6 +78,7 @@ impl Args {
             api_secret: self.api_secret.clone(),
             log_format: self.log_format.clone(),
             data_dir: self.data_dir.clone(),
+            ice_tcp: self.ice_tcp,
             webhook_urls: self.webhook_urls.clone(),
             limits: LimitsLayer {
                 max_rooms: self.max_rooms,
@@ -123,8 +128,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let server = Server::start(effective.server.clone())
         .await
         .context("starting the server")?;
+    let tcp = server
+        .rtc_tcp_addr()
+        .map(|addr| format!(", ICE-TCP {addr}"))
+        .unwrap_or_default();
     println!(
-        "aula-server listening on {} (signaling ws://{}/rtc, media udp {})",
+        "aula-server listening on {} (signaling ws://{}/rtc, media udp {}{tcp})",
         server.http_addr(),
         server.http_addr(),
         server.announced_rtc_addr()

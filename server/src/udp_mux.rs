@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::tcp_mux::TcpMux;
 use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -42,11 +43,13 @@ struct Routes {
     by_addr: HashMap<SocketAddr, (String, Route)>,
 }
 
-/// The shared media socket and its routing table.
+/// The shared media socket and its routing table, plus the ICE-TCP listener on the same port
+/// number when enabled.
 pub struct UdpMux {
     socket: Arc<UdpSocket>,
     announced: SocketAddr,
     routes: Mutex<Routes>,
+    tcp: Option<Arc<TcpMux>>,
 }
 
 impl fmt::Debug for UdpMux {
@@ -59,10 +62,13 @@ impl fmt::Debug for UdpMux {
 
 impl UdpMux {
     /// Binds the shared socket on `bind` and starts routing. `announced` is the address put in
-    /// candidates (the public address when behind NAT or in a container).
+    /// candidates (the public address when behind NAT or in a container). With `ice_tcp`, a
+    /// TCP listener on the same port number serves ICE over TCP (with port 0, on the UDP
+    /// socket's port if free, else on any).
     pub async fn bind(
         bind: SocketAddr,
         announced_ip: Option<std::net::IpAddr>,
+        ice_tcp: bool,
     ) -> io::Result<Arc<Self>> {
         let socket = Arc::new(UdpSocket::bind(bind).await?);
         let local = socket.local_addr()?;
@@ -73,10 +79,22 @@ impl UdpMux {
                 local.ip()
             }
         });
+        let tcp = if ice_tcp {
+            let same_port = SocketAddr::new(bind.ip(), local.port());
+            let listener = match tokio::net::TcpListener::bind(same_port).await {
+                Ok(listener) => listener,
+                Err(_) if bind.port() == 0 => tokio::net::TcpListener::bind(bind).await?,
+                Err(err) => return Err(err),
+            };
+            Some(TcpMux::start(listener, announced_ip)?)
+        } else {
+            None
+        };
         let mux = Arc::new(Self {
             socket,
             announced: SocketAddr::new(announced_ip, local.port()),
             routes: Mutex::new(Routes::default()),
+            tcp,
         });
         tokio::spawn(Arc::clone(&mux).receive_loop());
         Ok(mux)
@@ -90,6 +108,16 @@ impl UdpMux {
     /// The address clients are told to send media to.
     pub fn announced_addr(&self) -> SocketAddr {
         self.announced
+    }
+
+    /// The address announced in passive ICE-TCP candidates, when ICE over TCP is on.
+    pub fn announced_tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().map(|tcp| tcp.announced_addr())
+    }
+
+    /// Where the ICE-TCP listener is bound, when ICE over TCP is on.
+    pub fn tcp_local_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().map(|tcp| tcp.local_addr())
     }
 
     /// A runtime for one peer connection whose server-side ICE username fragment is `ufrag`.
@@ -106,6 +134,10 @@ impl UdpMux {
         let mut routes = self.lock_routes();
         routes.by_ufrag.remove(ufrag);
         routes.by_addr.retain(|_, (owner, _)| owner != ufrag);
+        drop(routes);
+        if let Some(tcp) = &self.tcp {
+            tcp.unregister(ufrag);
+        }
     }
 
     /// Number of connections currently routed.
@@ -194,9 +226,14 @@ pub fn stun_local_ufrag(datagram: &[u8]) -> Option<&str> {
     None
 }
 
-/// Rewrites every host candidate in `sdp` to the mux's announced address, dropping duplicates
-/// (a connection may have gathered the ephemeral port on several interfaces).
-pub fn rewrite_candidates(sdp: &str, announced: SocketAddr) -> String {
+/// Rewrites every host candidate in `sdp` to the mux's announced addresses (UDP, and passive
+/// TCP when `announced_tcp` is set), dropping duplicates (a connection may have gathered its
+/// ephemeral port on several interfaces) and active TCP candidates (the server never dials out).
+pub fn rewrite_candidates(
+    sdp: &str,
+    announced: SocketAddr,
+    announced_tcp: Option<SocketAddr>,
+) -> String {
     let mut out = String::with_capacity(sdp.len());
     let mut seen_components = std::collections::HashSet::new();
     for line in sdp.split_inclusive('\n') {
@@ -204,21 +241,36 @@ pub fn rewrite_candidates(sdp: &str, announced: SocketAddr) -> String {
         if let Some(value) = trimmed.strip_prefix("a=candidate:") {
             let mut fields: Vec<&str> = value.split(' ').collect();
             // foundation component transport priority address port "typ" type ...
-            if fields.len() >= 8 && fields[2].eq_ignore_ascii_case("udp") {
-                let key = (fields[1].to_owned(), line_media_index(&out));
-                if !seen_components.insert(key) {
-                    continue;
-                }
-                let ip = announced.ip().to_string();
-                let port = announced.port().to_string();
-                fields[4] = &ip;
-                fields[5] = &port;
-                out.push_str("a=candidate:");
-                out.push_str(&fields.join(" "));
-                out.push_str(&line[trimmed.len()..]);
+            if fields.len() < 8 {
                 continue;
             }
-            // TCP candidates are not served by the mux.
+            let passive_tcp = fields[2].eq_ignore_ascii_case("tcp")
+                && fields
+                    .windows(2)
+                    .any(|w| w[0] == "tcptype" && w[1] == "passive");
+            let target = if fields[2].eq_ignore_ascii_case("udp") {
+                announced
+            } else if let (true, Some(tcp)) = (passive_tcp, announced_tcp) {
+                tcp
+            } else {
+                // Active TCP candidates, or TCP while ICE-TCP is off: nothing serves them.
+                continue;
+            };
+            let key = (
+                fields[1].to_owned(),
+                fields[2].to_ascii_lowercase(),
+                line_media_index(&out),
+            );
+            if !seen_components.insert(key) {
+                continue;
+            }
+            let ip = target.ip().to_string();
+            let port = target.port().to_string();
+            fields[4] = &ip;
+            fields[5] = &port;
+            out.push_str("a=candidate:");
+            out.push_str(&fields.join(" "));
+            out.push_str(&line[trimmed.len()..]);
             continue;
         }
         out.push_str(line);
@@ -267,7 +319,15 @@ impl Runtime for MuxRuntime {
         &self,
         listener: std::net::TcpListener,
     ) -> io::Result<Arc<dyn AsyncTcpListener>> {
-        TokioRuntime.wrap_tcp_listener(listener)
+        match &self.mux.tcp {
+            Some(tcp) => {
+                // As with UDP, the connection's own listener only names its candidate.
+                let candidate_addr = listener.local_addr()?;
+                drop(listener);
+                Ok(tcp.listener_for(&self.ufrag, candidate_addr))
+            }
+            None => TokioRuntime.wrap_tcp_listener(listener),
+        }
     }
 
     fn connect_tcp<'a>(
@@ -406,9 +466,22 @@ mod tests {
                    a=candidate:1 1 udp 2130706431 127.0.0.1 53211 typ host\r\n\
                    a=candidate:2 1 udp 2130706431 10.0.0.2 53211 typ host\r\n\
                    a=candidate:3 1 tcp 1671430143 127.0.0.1 9 typ host tcptype passive\r\n";
-        let out = rewrite_candidates(sdp, "203.0.113.7:7881".parse().unwrap());
+        let announced = "203.0.113.7:7881".parse().unwrap();
+        let out = rewrite_candidates(sdp, announced, None);
         assert!(out.contains("a=candidate:1 1 udp 2130706431 203.0.113.7 7881 typ host\r\n"));
         assert_eq!(out.matches("a=candidate:").count(), 1);
         assert!(out.starts_with("v=0\r\nm=video"));
+
+        let with_tcp =
+            format!("{sdp}a=candidate:4 1 tcp 1671430143 127.0.0.1 9 typ host tcptype active\r\n");
+        let out = rewrite_candidates(&with_tcp, announced, Some(announced));
+        assert!(out.contains(
+            "a=candidate:3 1 tcp 1671430143 203.0.113.7 7881 typ host tcptype passive\r\n"
+        ));
+        assert!(
+            !out.contains("tcptype active"),
+            "the server never dials out"
+        );
+        assert_eq!(out.matches("a=candidate:").count(), 2);
     }
 }

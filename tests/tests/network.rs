@@ -153,6 +153,11 @@ async fn decoded_through_loss(publisher_up: f64, subscriber_down: f64) -> Throug
         freezes: video.freezes,
         nacked_by_subscribers: nacked("from_subscribers"),
         nacked_from_publishers: nacked("to_publishers"),
+        forwarded: metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(r#"aula_forwarded_packets_total{kind="video"}"#))
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .unwrap_or(0),
     };
     teacher.disconnect().await;
     student.disconnect().await;
@@ -168,6 +173,18 @@ struct ThroughLoss {
     freezes: u64,
     nacked_by_subscribers: u64,
     nacked_from_publishers: u64,
+    /// Video packets the server forwarded to the subscriber.
+    forwarded: u64,
+}
+
+impl ThroughLoss {
+    /// Most NACKed packets expected at `loss` on one hop: each lost packet asked for about
+    /// once (a lost retransmission is asked for again), with room for a busy machine. A
+    /// receiver that never learns a retransmission arrived asks every 100 ms until the hole
+    /// ages out, some sixty times per lost packet, far above this.
+    fn nack_budget(&self, loss: f64) -> u64 {
+        (4.0 * loss * self.forwarded as f64) as u64 + 20
+    }
 }
 
 /// NACK and retransmission on both hops. Without them, 5 % loss breaks about one frame in four
@@ -188,6 +205,10 @@ async fn lost_packets_are_retransmitted_on_both_hops() {
         down.nacked_by_subscribers > 0,
         "the subscriber's NACKs reach the server's metrics: {down:?}"
     );
+    assert!(
+        down.nacked_by_subscribers <= down.nack_budget(0.05),
+        "repaired packets are asked for again: {down:?}"
+    );
     let up = decoded_through_loss(0.05, 0.0).await;
     println!("5% publisher uplink loss: {} freezes; {up:?}", up.freezes);
     assert!(
@@ -197,5 +218,9 @@ async fn lost_packets_are_retransmitted_on_both_hops() {
     assert!(
         up.nacked_from_publishers > 0,
         "the server NACKs the publisher and counts it: {up:?}"
+    );
+    assert!(
+        up.nacked_from_publishers <= up.nack_budget(0.05),
+        "repaired packets are asked for again: {up:?}"
     );
 }

@@ -104,6 +104,23 @@ pub struct RoomOptions {
     pub ice_servers: Vec<IceServer>,
     /// Send media only through the TURN relays in `ice_servers` (default `false`).
     pub relay_only: bool,
+    /// Which transports carry media to the server (default [`MediaTransport::Auto`]).
+    pub media_transport: MediaTransport,
+}
+
+/// Which transports carry media to the server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MediaTransport {
+    /// UDP, with ICE over TCP to the server's media port as the fallback when UDP is blocked
+    /// (ICE prefers UDP whenever both work). Rooms with a simulated `network` stay on UDP,
+    /// which is the path the simulator impairs.
+    #[default]
+    Auto,
+    /// UDP only.
+    UdpOnly,
+    /// ICE over TCP only (for networks known to block UDP).
+    TcpOnly,
 }
 
 /// A STUN or TURN server, as in the browser's `RTCIceServer`.
@@ -126,6 +143,7 @@ impl Default for RoomOptions {
             network: None,
             ice_servers: Vec::new(),
             relay_only: false,
+            media_transport: MediaTransport::Auto,
         }
     }
 }
@@ -894,10 +912,7 @@ impl Inner {
             ));
         };
         let answer = RTCSessionDescription::answer(sdp).map_err(peer::webrtc_error)?;
-        peer.pc
-            .set_remote_description(answer)
-            .await
-            .map_err(peer::webrtc_error)
+        peer.set_remote_description(answer).await
     }
 
     /// Handles one server event; returns why the session ended, when it did.
@@ -982,10 +997,7 @@ impl Inner {
             return Err(RoomError::Internal("subscriber connection missing".into()));
         };
         let offer = RTCSessionDescription::offer(sdp).map_err(peer::webrtc_error)?;
-        peer.pc
-            .set_remote_description(offer)
-            .await
-            .map_err(peer::webrtc_error)?;
+        peer.set_remote_description(offer).await?;
         let answer = peer
             .pc
             .create_answer(None)

@@ -6,14 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aula_protocol::keyframe_requests::{KeyframeRequestInterceptor, KEYFRAME_REQUEST_SLOT};
+use aula_protocol::rtx_unwrap::{RtxUnwrapInterceptor, RTX_UNWRAP_SLOT};
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{Registry, Slot};
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::{RTCConfigurationBuilder, RTCIceTransportPolicy};
+use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::transport::RTCDtlsRole;
-use rtc::peer_connection::transport::RTCIceServer;
+use rtc::peer_connection::transport::{RTCIceCandidateInit, RTCIceServer};
 use tokio::sync::{mpsc, Notify};
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
@@ -21,7 +23,7 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState,
 };
 
-use super::{RoomError, RoomOptions};
+use super::{MediaTransport, RoomError, RoomOptions};
 
 /// Longest wait for local candidates before an offer or answer is sent without the rest.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -39,6 +41,8 @@ pub(crate) struct ClientPeer {
     pub pc: Arc<dyn PeerConnection>,
     gathered: Arc<Notify>,
     gathered_once: Arc<AtomicBool>,
+    /// Whether ICE over TCP is offered (see [`MediaTransport`]).
+    use_tcp: bool,
 }
 
 struct Events {
@@ -81,7 +85,8 @@ impl ClientPeer {
             .with(
                 Slot::from(KEYFRAME_REQUEST_SLOT),
                 KeyframeRequestInterceptor::default(),
-            );
+            )
+            .with(Slot::from(RTX_UNWRAP_SLOT), RtxUnwrapInterceptor::default());
         let settings = SettingEngineBuilder::new()
             .with_include_loopback_candidate(server_ip.is_loopback())
             // Aula servers never send mDNS candidates; do not open a multicast socket for them.
@@ -104,6 +109,11 @@ impl ClientPeer {
             "0.0.0.0:0"
                 .parse()
                 .map_err(|_| RoomError::Internal("bind address".into()))?
+        };
+        let (use_udp, use_tcp) = match options.media_transport {
+            MediaTransport::Auto => (true, options.network.is_none()),
+            MediaTransport::UdpOnly => (true, false),
+            MediaTransport::TcpOnly => (false, true),
         };
         let gathered = Arc::new(Notify::new());
         let gathered_once = Arc::new(AtomicBool::new(false));
@@ -139,7 +149,8 @@ impl ClientPeer {
                 gathered_once: Arc::clone(&gathered_once),
                 events,
             }))
-            .with_udp_addrs(vec![bind])
+            .with_udp_addrs(if use_udp { vec![bind] } else { Vec::new() })
+            .with_tcp_addrs(if use_tcp { vec![bind] } else { Vec::new() })
             .build()
             .await
             .map_err(webrtc_error)?;
@@ -147,7 +158,32 @@ impl ClientPeer {
             pc: Arc::new(pc),
             gathered,
             gathered_once,
+            use_tcp,
         })
+    }
+
+    /// Applies the server's description, then dials its passive ICE-TCP candidates when TCP is
+    /// in use (`webrtc` connects only to candidates handed to `add_ice_candidate`, and the
+    /// server sends its candidates inside the description).
+    pub async fn set_remote_description(
+        &self,
+        description: RTCSessionDescription,
+    ) -> Result<(), RoomError> {
+        let tcp_candidates = if self.use_tcp {
+            passive_tcp_candidates(&description.sdp)
+        } else {
+            Vec::new()
+        };
+        self.pc
+            .set_remote_description(description)
+            .await
+            .map_err(webrtc_error)?;
+        for candidate in tcp_candidates {
+            if let Err(err) = self.pc.add_ice_candidate(candidate).await {
+                tracing::debug!(error = %err, "ICE-TCP candidate not usable");
+            }
+        }
+        Ok(())
     }
 
     /// The local description once candidates are gathered (non-trickle: the server is ICE-lite
@@ -166,4 +202,61 @@ impl ClientPeer {
 
 pub(crate) fn webrtc_error(err: webrtc::error::Error) -> RoomError {
     RoomError::WebRtc(err.to_string())
+}
+
+/// The passive TCP candidates in `sdp`, with the media section each belongs to.
+fn passive_tcp_candidates(sdp: &str) -> Vec<RTCIceCandidateInit> {
+    let mut candidates = Vec::new();
+    let mut mline_index: Option<u16> = None;
+    let mut mid: Option<String> = None;
+    for line in sdp.lines() {
+        let line = line.trim_end();
+        if line.starts_with("m=") {
+            mline_index = Some(mline_index.map_or(0, |i| i + 1));
+            mid = None;
+        } else if let Some(value) = line.strip_prefix("a=mid:") {
+            mid = Some(value.to_owned());
+        } else if let Some(value) = line.strip_prefix("a=candidate:") {
+            let fields: Vec<&str> = value.split(' ').collect();
+            let passive = fields.len() >= 8
+                && fields[2].eq_ignore_ascii_case("tcp")
+                && fields
+                    .windows(2)
+                    .any(|w| w[0] == "tcptype" && w[1] == "passive");
+            if passive {
+                candidates.push(RTCIceCandidateInit {
+                    candidate: format!("candidate:{value}"),
+                    sdp_mid: mid.clone(),
+                    sdp_mline_index: mline_index,
+                    username_fragment: None,
+                    url: None,
+                });
+            }
+        }
+    }
+    // With BUNDLE every section carries the same candidates: dial each address once.
+    candidates.dedup_by(|a, b| a.candidate == b.candidate);
+    candidates
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_passive_tcp_candidates_once_per_address() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+                   a=candidate:1 1 udp 2130706431 10.0.0.1 7881 typ host\r\n\
+                   a=candidate:3 1 tcp 1671430143 10.0.0.1 7881 typ host tcptype passive\r\n\
+                   m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\n\
+                   a=candidate:3 1 tcp 1671430143 10.0.0.1 7881 typ host tcptype passive\r\n";
+        let found = passive_tcp_candidates(sdp);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            found[0].candidate,
+            "candidate:3 1 tcp 1671430143 10.0.0.1 7881 typ host tcptype passive"
+        );
+        assert_eq!(found[0].sdp_mid.as_deref(), Some("0"));
+        assert_eq!(found[0].sdp_mline_index, Some(0));
+    }
 }

@@ -20,6 +20,7 @@ use webrtc::peer_connection::{
 
 use crate::udp_mux::{rewrite_candidates, UdpMux};
 use aula_protocol::keyframe_requests::{KeyframeRequestInterceptor, KEYFRAME_REQUEST_SLOT};
+use aula_protocol::rtx_unwrap::{RtxUnwrapInterceptor, RTX_UNWRAP_SLOT};
 
 /// Longest wait for a connection to gather its (host-only) candidates.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -62,6 +63,7 @@ impl ServerPeer {
                 Slot::from(KEYFRAME_REQUEST_SLOT),
                 KeyframeRequestInterceptor::default(),
             )
+            .with(Slot::from(RTX_UNWRAP_SLOT), RtxUnwrapInterceptor::default())
             .with(
                 Slot::from(super::RTCP_OBSERVER_SLOT),
                 super::RtcpObserver::new(metrics),
@@ -86,6 +88,11 @@ impl ServerPeer {
             .with_runtime(mux.runtime_for(&ufrag))
             .with_handler(handler(gathered.clone()))
             .with_udp_addrs(vec!["127.0.0.1:0".to_owned()])
+            .with_tcp_addrs(if mux.announced_tcp_addr().is_some() {
+                vec!["127.0.0.1:0".to_owned()]
+            } else {
+                Vec::new()
+            })
             .build()
             .await?;
         Ok(Self {
@@ -136,7 +143,11 @@ impl ServerPeer {
             .local_description()
             .await
             .ok_or_else(|| PeerError::InvalidSdp("no local description".into()))?;
-        Ok(rewrite_candidates(&local.sdp, self.mux.announced_addr()))
+        Ok(rewrite_candidates(
+            &local.sdp,
+            self.mux.announced_addr(),
+            self.mux.announced_tcp_addr(),
+        ))
     }
 
     /// Closes the connection and frees its route on the media socket.
