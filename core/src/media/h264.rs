@@ -8,6 +8,9 @@ use openh264::encoder::{
 };
 use openh264::formats::YUVSource;
 use openh264::{OpenH264API, Timestamp};
+use openh264_sys2::{
+    SBitrateInfo, ENCODER_OPTION_BITRATE, ENCODER_OPTION_MAX_BITRATE, SPATIAL_LAYER_ALL,
+};
 
 use super::frame::MAX_DIMENSION;
 use super::{MediaError, VideoFrame};
@@ -89,6 +92,9 @@ pub struct H264Encoder {
     encoder: Encoder,
     /// A bitrate set by [`H264Encoder::set_bitrate`] and not yet applied.
     pending_bitrate: Option<u32>,
+    /// Whether the encoder has been initialised by a first frame (openh264 takes runtime
+    /// options only after that).
+    started: bool,
 }
 
 impl std::fmt::Debug for H264Encoder {
@@ -113,6 +119,28 @@ fn openh264_encoder(config: &H264EncoderConfig) -> Result<Encoder, MediaError> {
         .num_threads(1);
     Encoder::with_api_config(OpenH264API::from_source(), settings)
         .map_err(|e| MediaError::Encoder(format!("cannot create openh264 encoder: {e}")))
+}
+
+/// Retargets a running encoder's rate control to `bps`; returns whether openh264 took it.
+#[allow(unsafe_code)]
+fn retarget_bitrate(encoder: &mut Encoder, bps: u32) -> bool {
+    let Ok(bitrate) = std::os::raw::c_int::try_from(bps) else {
+        return false;
+    };
+    let mut max = SBitrateInfo {
+        iLayer: SPATIAL_LAYER_ALL,
+        iBitrate: bitrate,
+    };
+    let mut target = max;
+    // SAFETY: the encoder is initialised (it has encoded a frame); ENCODER_OPTION_MAX_BITRATE
+    // and ENCODER_OPTION_BITRATE each read one SBitrateInfo through the pointer, which lives
+    // for the call. These are openh264's documented runtime rate-control options and change
+    // nothing the Rust wrapper relies on. The ceiling goes first so a raise is not clamped.
+    unsafe {
+        let api = encoder.raw_api();
+        api.set_option(ENCODER_OPTION_MAX_BITRATE, (&raw mut max).cast()) == 0
+            && api.set_option(ENCODER_OPTION_BITRATE, (&raw mut target).cast()) == 0
+    }
 }
 
 /// A borrowed, validated [`VideoFrame`] as openh264 input.
@@ -152,6 +180,7 @@ impl H264Encoder {
             encoder: openh264_encoder(&config)?,
             config,
             pending_bitrate: None,
+            started: false,
         })
     }
 
@@ -160,13 +189,10 @@ impl H264Encoder {
         &self.config
     }
 
-    /// Changes the target bitrate from the next encoded frame on. Out-of-range values are
-    /// clamped to 10 kbps..=100 Mbps.
-    ///
-    /// The safe openh264 0.9 API cannot change the bitrate of a running encoder, so the
-    /// encoder is re-created at the next [`encode`](Self::encode), which makes that frame a
-    /// keyframe. Calls between two frames coalesce, and setting the current bitrate does
-    /// nothing; callers should still change it only when the change is worth a keyframe.
+    /// Changes the target bitrate from the next encoded frame on, without a keyframe (the
+    /// running encoder's rate control is retargeted). Out-of-range values are clamped to
+    /// 10 kbps..=100 Mbps; calls between two frames coalesce, and setting the current bitrate
+    /// does nothing.
     pub fn set_bitrate(&mut self, bps: u32) {
         let bps = bps.clamp(MIN_BITRATE, MAX_BITRATE);
         if bps == self.config.bitrate_bps {
@@ -192,14 +218,19 @@ impl H264Encoder {
                 frame.width, frame.height, self.config.width, self.config.height
             )));
         }
-        if let Some(bps) = self.pending_bitrate {
-            self.encoder = openh264_encoder(&self.config)?;
-            self.pending_bitrate = None;
-            tracing::debug!(
-                bitrate_bps = bps,
-                "H.264 encoder re-created for a new bitrate"
-            );
+        if let Some(bps) = self.pending_bitrate.take() {
+            if !(self.started && retarget_bitrate(&mut self.encoder, bps)) {
+                // Not running yet (the first frame is a keyframe anyway), or openh264 refused
+                // the option: start over at the new rate.
+                self.encoder = openh264_encoder(&self.config)?;
+                self.started = false;
+                tracing::debug!(
+                    bitrate_bps = bps,
+                    "H.264 encoder re-created for a new bitrate"
+                );
+            }
         }
+        self.started = true;
         if force_keyframe {
             self.encoder.force_intra_frame();
         }
@@ -448,12 +479,65 @@ mod tests {
             }
             decoder.decode(&encoded.data).expect("decode");
         }
-        for seq in [0, 4, 8] {
+        for seq in [0, 4] {
             assert!(
                 kinds.contains(&(seq, true)),
                 "frame {seq} is a keyframe: {kinds:?}"
             );
         }
+        assert!(
+            kinds.contains(&(8, false)),
+            "a bitrate change costs no keyframe: {kinds:?}"
+        );
+    }
+
+    /// Encoded bytes of frames `from..to` of a moving pattern, with the bitrate switched to
+    /// `then_bps` at frame `switch_at`.
+    fn bytes_after_switch(start_bps: u32, then_bps: u32, switch_at: u32, to: u32) -> usize {
+        let (w, h) = (640, 360);
+        let mut source = SyntheticVideoSource::new(w, h, 30).expect("source");
+        let mut encoder = H264Encoder::new(H264EncoderConfig {
+            width: w,
+            height: h,
+            fps: 30,
+            bitrate_bps: start_bps,
+        })
+        .expect("encoder");
+        let mut after = 0;
+        for seq in 0..to {
+            if seq == switch_at {
+                encoder.set_bitrate(then_bps);
+            }
+            let stamp = FrameStamp {
+                sequence: seq,
+                capture_time_us: u64::from(seq) * 33_333,
+            };
+            let mut frame = source.frame(stamp);
+            frame.timestamp_us = u64::from(seq) * 33_333;
+            if let Some(encoded) = encoder.encode(&frame, seq == 0).expect("encode") {
+                // Skip the first second after the switch: rate control settles.
+                if seq >= switch_at + 30 {
+                    after += encoded.data.len();
+                }
+            }
+        }
+        after
+    }
+
+    #[test]
+    fn a_running_encoder_follows_a_new_bitrate() {
+        let kept = bytes_after_switch(1_200_000, 1_200_000, 30, 120);
+        let lowered = bytes_after_switch(1_200_000, 200_000, 30, 120);
+        assert!(
+            (lowered as f64) < kept as f64 * 0.5,
+            "lowering the target to a sixth must cut the output: {lowered} vs {kept} bytes"
+        );
+        let raised = bytes_after_switch(200_000, 1_200_000, 30, 120);
+        let low = bytes_after_switch(200_000, 200_000, 30, 120);
+        assert!(
+            raised as f64 > low as f64 * 1.5,
+            "raising the target must raise the output: {raised} vs {low} bytes"
+        );
     }
 
     #[test]
