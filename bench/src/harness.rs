@@ -50,10 +50,52 @@ pub async fn join(
     camera: Option<Camera>,
     network: Option<NetworkImpairment>,
 ) -> anyhow::Result<Room> {
+    join_with(
+        server,
+        room,
+        identity,
+        role,
+        camera,
+        JoinOptions {
+            network,
+            ..JoinOptions::default()
+        },
+    )
+    .await
+}
+
+/// How a benchmark participant joins.
+#[derive(Clone)]
+pub struct JoinOptions {
+    /// Impairments on its media path.
+    pub network: Option<NetworkImpairment>,
+    /// Whether its encoders follow the bandwidth estimate.
+    pub adaptive_bitrate: bool,
+}
+
+impl Default for JoinOptions {
+    fn default() -> Self {
+        Self {
+            network: None,
+            adaptive_bitrate: true,
+        }
+    }
+}
+
+/// [`join`] with every option.
+pub async fn join_with(
+    server: &ServerHandle,
+    room: &str,
+    identity: &str,
+    role: Role,
+    camera: Option<Camera>,
+    options: JoinOptions,
+) -> anyhow::Result<Room> {
     let token =
         Claims::new(DEV_API_KEY, room, identity, role, unix_now(), 3600).sign(DEV_API_SECRET)?;
     let options = RoomOptions {
-        network,
+        network: options.network,
+        adaptive_bitrate: options.adaptive_bitrate,
         ..RoomOptions::default()
     };
     let (room, _events) = Room::connect(&server.ws_url(), &token, options).await?;

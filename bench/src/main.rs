@@ -1,5 +1,6 @@
 //! `aula-bench`: scenario benchmarks that run a server and clients in one process on loopback.
 
+mod adapt;
 mod e2e;
 mod harness;
 mod loss;
@@ -27,6 +28,11 @@ enum Scenario {
     LossTable(loss::LossArgs),
     /// Server memory per idle participant and per forwarded stream (runs the aula-server binary).
     Memory(memory::MemoryArgs),
+    /// Time from join to a 720p picture at the subscriber on a capped uplink, and the estimate
+    /// over time.
+    Ramp(adapt::RampArgs),
+    /// The publisher's uplink stepped down and back up: time to adapt, latency during the step.
+    Step(adapt::StepArgs),
     /// Whiteboard: edit-to-remote-visible latency, join time on a large board, bytes per stroke.
     Whiteboard(whiteboard::WhiteboardArgs),
 }
@@ -48,6 +54,8 @@ fn main() -> anyhow::Result<()> {
         Scenario::Loss(args) => runtime.block_on(loss::run(args)),
         Scenario::LossTable(args) => runtime.block_on(loss::run_table(args)),
         Scenario::Whiteboard(args) => runtime.block_on(whiteboard::run(args)),
+        Scenario::Ramp(args) => runtime.block_on(adapt::run_ramp(args)),
+        Scenario::Step(args) => runtime.block_on(adapt::run_step(args)),
         Scenario::Memory(args) => runtime.block_on(memory::run(args)),
     }
 }

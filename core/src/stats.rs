@@ -103,6 +103,9 @@ pub struct PublishedStats {
     pub keyframes: u64,
     /// Average encoded bitrate since the track started, kbit/s.
     pub bitrate_kbps: f64,
+    /// The encoder's current target, kbit/s (it follows the bandwidth estimate; 0 for audio and
+    /// app-encoded video).
+    pub target_bitrate_kbps: f64,
 }
 
 /// What one subscribed track delivered.

@@ -2,6 +2,8 @@
 //! subscriptions.
 
 mod app_source;
+pub mod bandwidth;
+mod degradation;
 mod peer;
 mod publish;
 mod sinks;
@@ -106,6 +108,9 @@ pub struct RoomOptions {
     pub relay_only: bool,
     /// Which transports carry media to the server (default [`MediaTransport::Auto`]).
     pub media_transport: MediaTransport,
+    /// Estimate the uplink and make video encoders follow it (default `true`). Off, encoders
+    /// keep their configured bitrate whatever the network does: for comparisons only.
+    pub adaptive_bitrate: bool,
 }
 
 /// Which transports carry media to the server.
@@ -144,6 +149,7 @@ impl Default for RoomOptions {
             ice_servers: Vec::new(),
             relay_only: false,
             media_transport: MediaTransport::Auto,
+            adaptive_bitrate: true,
         }
     }
 }
@@ -272,6 +278,8 @@ impl Default for VideoPublishOptions {
 pub struct RoomStats {
     /// Time from `connect` to the server's join reply, ms.
     pub join_ms: f64,
+    /// The publisher connection's bandwidth estimate, once the server has reported on it.
+    pub send_estimate: Option<bandwidth::SendEstimate>,
     /// Published tracks.
     pub published: Vec<PublishedStats>,
     /// Subscribed tracks.
@@ -300,6 +308,8 @@ struct Inner {
     next_cid: AtomicU64,
     whiteboard: crate::whiteboard::Whiteboard,
     whiteboard_reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The publisher connection's bandwidth estimate, which the video encoders follow.
+    bandwidth: Arc<bandwidth::SendBandwidth>,
 }
 
 /// A joined room. Cheap to clone; every clone is the same room.
@@ -374,6 +384,7 @@ impl Room {
             next_cid: AtomicU64::new(1),
             whiteboard: crate::whiteboard::Whiteboard::new(&claims.sub),
             whiteboard_reader: Mutex::new(None),
+            bandwidth: Arc::default(),
         });
         inner.attach_whiteboard();
         let weak = Arc::downgrade(&inner);
@@ -466,7 +477,11 @@ impl Room {
             sender,
             pt,
             Box::new(source),
-            options.bitrate_bps,
+            publish::VideoEncodeSettings {
+                bitrate_bps: options.bitrate_bps,
+                source_kind: options.source,
+                share: self.inner.bandwidth.video_track(),
+            },
         )?;
         lock(&self.inner.publications).push(publication);
         Ok(info)
@@ -592,6 +607,7 @@ impl Room {
         received.sort_by(|a, b| a.track_sid.cmp(&b.track_sid));
         RoomStats {
             join_ms: self.inner.join_ms,
+            send_estimate: self.inner.bandwidth.snapshot(),
             published,
             received,
         }
@@ -750,7 +766,13 @@ impl Inner {
         }
         let stream_id = read(&self.local).id.clone();
         let mut publisher = self.publisher.lock().await;
-        let peer = ClientPeer::new(self.server_ip, self.peer_events.clone(), &self.options).await?;
+        let peer = ClientPeer::new(
+            self.server_ip,
+            self.peer_events.clone(),
+            &self.options,
+            self.options.adaptive_bitrate.then_some(&self.bandwidth),
+        )
+        .await?;
         let mut moved = Vec::new();
         for old in &announced {
             let cid = format!(
@@ -874,7 +896,13 @@ impl Inner {
         let mut publisher = self.publisher.lock().await;
         if publisher.is_none() {
             *publisher = Some(
-                ClientPeer::new(self.server_ip, self.peer_events.clone(), &self.options).await?,
+                ClientPeer::new(
+                    self.server_ip,
+                    self.peer_events.clone(),
+                    &self.options,
+                    self.options.adaptive_bitrate.then_some(&self.bandwidth),
+                )
+                .await?,
             );
         }
         let Some(peer) = publisher.as_ref() else {
@@ -990,7 +1018,13 @@ impl Inner {
         let mut subscriber = self.subscriber.lock().await;
         if subscriber.is_none() {
             *subscriber = Some(
-                ClientPeer::new(self.server_ip, self.peer_events.clone(), &self.options).await?,
+                ClientPeer::new(
+                    self.server_ip,
+                    self.peer_events.clone(),
+                    &self.options,
+                    None,
+                )
+                .await?,
             );
         }
         let Some(peer) = subscriber.as_ref() else {

@@ -9,7 +9,9 @@ use aula_protocol::keyframe_requests::{KeyframeRequestInterceptor, KEYFRAME_REQU
 use aula_protocol::rtx_unwrap::{RtxUnwrapInterceptor, RTX_UNWRAP_SLOT};
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{Registry, Slot};
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_congestion_control, register_default_interceptors, CongestionFeedback,
+};
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::{RTCConfigurationBuilder, RTCIceTransportPolicy};
@@ -23,6 +25,7 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState,
 };
 
+use super::bandwidth::{PacingRateTap, SendBandwidth, SendEstimator, PACING_RATE_TAP_SLOT};
 use super::{MediaTransport, RoomError, RoomOptions};
 
 /// Longest wait for local candidates before an offer or answer is sent without the rest.
@@ -71,16 +74,31 @@ impl PeerConnectionEventHandler for Events {
 
 impl ClientPeer {
     /// Builds a connection that binds its UDP socket on an address that can reach `server_ip`.
+    /// With `send_bandwidth` (the publisher connection) it estimates its uplink into it.
     pub async fn new(
         server_ip: IpAddr,
         events: mpsc::UnboundedSender<PeerEvent>,
         options: &RoomOptions,
+        send_bandwidth: Option<&Arc<SendBandwidth>>,
     ) -> Result<Self, RoomError> {
         let mut media_engine = MediaEngine::default();
         media_engine
             .register_default_codecs()
             .map_err(webrtc_error)?;
-        let registry = register_default_interceptors(Registry::new(), &mut media_engine)
+        let mut registry = Registry::new();
+        if let Some(shared) = send_bandwidth {
+            // A publishing connection estimates its uplink from the server's TWCC reports,
+            // paces to it, and tells the encoders (see `bandwidth`).
+            registry = configure_congestion_control(
+                registry,
+                SendEstimator::new(Arc::clone(shared)),
+                CongestionFeedback::Twcc,
+                &mut media_engine,
+            )
+            .map_err(webrtc_error)?
+            .with(Slot::from(PACING_RATE_TAP_SLOT), PacingRateTap::default());
+        }
+        let registry = register_default_interceptors(registry, &mut media_engine)
             .map_err(webrtc_error)?
             .with(
                 Slot::from(KEYFRAME_REQUEST_SLOT),

@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use aula_protocol::keyframe_requests::is_keyframe_request;
-use aula_protocol::{MediaKind, TrackInfo};
+use aula_protocol::{MediaKind, TrackInfo, TrackSource};
 use bytes::Bytes;
 use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;
@@ -21,11 +21,14 @@ use webrtc::rtp_transceiver::RtpSender;
 
 use crate::clock::unix_micros;
 use crate::media::{
-    AudioFrame, FrameStamp, H264Encoder, H264EncoderConfig, OpusEncoder, SyntheticAudioSource,
-    SyntheticVideoSource, VideoFrame, AUDIO_FRAME_SAMPLES, AUDIO_SAMPLE_RATE,
+    downscale_i420, write_stamp, AudioFrame, FrameStamp, H264Encoder, H264EncoderConfig,
+    OpusEncoder, SyntheticAudioSource, SyntheticVideoSource, VideoFrame, AUDIO_FRAME_SAMPLES,
+    AUDIO_SAMPLE_RATE,
 };
 use crate::stats::PublishedStats;
 
+use super::bandwidth::VideoTrackShare;
+use super::degradation::Degradation;
 use super::RoomError;
 
 /// The H.264 profile Aula sends: constrained baseline, packetization mode 1.
@@ -46,6 +49,11 @@ pub trait VideoSource: Send + 'static {
     fn fps(&self) -> u32;
     /// The next frame; `stamp` says its sequence number and capture time.
     fn capture(&mut self, stamp: FrameStamp) -> VideoFrame;
+    /// Whether frames carry `stamp` in their pixels (see [`crate::media::write_stamp`]), so a
+    /// picture scaled down for the network is stamped again. Default `false`.
+    fn stamps_frames(&self) -> bool {
+        false
+    }
 }
 
 impl VideoSource for SyntheticVideoSource {
@@ -60,6 +68,9 @@ impl VideoSource for SyntheticVideoSource {
     }
     fn capture(&mut self, stamp: FrameStamp) -> VideoFrame {
         self.frame(stamp)
+    }
+    fn stamps_frames(&self) -> bool {
+        true
     }
 }
 
@@ -81,7 +92,59 @@ pub(crate) struct SendCounters {
     pub frames: AtomicU64,
     pub bytes: AtomicU64,
     pub keyframes: AtomicU64,
+    /// The encoder's current target, bit/s (0 when the app encodes).
+    pub target_bps: Arc<AtomicU64>,
 }
+
+/// Frames between two looks at the bandwidth budget.
+const BUDGET_CHECK_FRAMES: u32 = 3;
+/// Smallest relative change of the budget worth retargeting the encoder for.
+const RETARGET_THRESHOLD: f64 = 0.05;
+
+/// A video track's encoder, kept at the track's share of the bandwidth estimate: the bitrate
+/// follows the budget, and the picture size or frame rate steps down when the budget cannot
+/// carry them ([`Degradation`]).
+struct AdaptiveEncoder {
+    encoder: H264Encoder,
+    degradation: Degradation,
+    share: VideoTrackShare,
+    configured_bps: u32,
+    fps: u32,
+    target_bps: Arc<AtomicU64>,
+}
+
+impl AdaptiveEncoder {
+    /// Looks at the budget; retargets the encoder, or re-creates it at a new size or rate.
+    fn follow_budget(&mut self) -> Result<(), crate::media::MediaError> {
+        let Some(budget) = self.share.bandwidth().video_budget_bps(self.configured_bps) else {
+            return Ok(());
+        };
+        if self.degradation.update(budget) {
+            let encoding = self.degradation.current();
+            tracing::debug!(?encoding, budget, "video encoding changed");
+            self.encoder = H264Encoder::new(H264EncoderConfig {
+                width: encoding.size.0,
+                height: encoding.size.1,
+                fps: (self.fps / encoding.frame_interval).max(1),
+                bitrate_bps: budget.max(MIN_VIDEO_BITRATE),
+            })?;
+        } else {
+            let current = self.encoder.config().bitrate_bps;
+            let change = (f64::from(budget) - f64::from(current)).abs();
+            if change >= f64::from(current) * RETARGET_THRESHOLD {
+                self.encoder.set_bitrate(budget.max(MIN_VIDEO_BITRATE));
+            }
+        }
+        self.target_bps.store(
+            u64::from(self.encoder.config().bitrate_bps),
+            Ordering::Relaxed,
+        );
+        Ok(())
+    }
+}
+
+/// The lowest bitrate an encoder is set to, whatever the estimate.
+const MIN_VIDEO_BITRATE: u32 = 50_000;
 
 /// Encoded frames from an encoder thread, waiting to be packetized. Shared so that a
 /// publication can move to a new connection (after a reconnect) without stopping its encoder.
@@ -111,6 +174,7 @@ impl LocalPublication {
             bytes_sent: bytes,
             keyframes: self.counters.keyframes.load(Ordering::Relaxed),
             bitrate_kbps: bytes as f64 * 8.0 / 1000.0 / secs,
+            target_bitrate_kbps: self.counters.target_bps.load(Ordering::Relaxed) as f64 / 1000.0,
         }
     }
 
@@ -286,6 +350,16 @@ pub(crate) async fn negotiated_payload_type(
         .ok_or_else(|| RoomError::Internal(format!("{} was not negotiated", codec.mime_type)))
 }
 
+/// How a video track is encoded.
+pub(crate) struct VideoEncodeSettings {
+    /// The most the encoder may use, bit/s.
+    pub bitrate_bps: u32,
+    /// Camera or screen: how it degrades.
+    pub source_kind: TrackSource,
+    /// Its share of the bandwidth estimate.
+    pub share: VideoTrackShare,
+}
+
 /// Starts a video publication: an encoder thread pulling `source`, and a writer task.
 pub(crate) fn start_video(
     info: TrackInfo,
@@ -293,8 +367,13 @@ pub(crate) fn start_video(
     sender: Arc<dyn RtpSender>,
     payload_type: u8,
     mut source: Box<dyn VideoSource>,
-    bitrate_bps: u32,
+    settings: VideoEncodeSettings,
 ) -> Result<LocalPublication, RoomError> {
+    let VideoEncodeSettings {
+        bitrate_bps,
+        source_kind,
+        share,
+    } = settings;
     let fps = source.fps().max(1);
     let config = H264EncoderConfig {
         width: source.width(),
@@ -302,9 +381,21 @@ pub(crate) fn start_video(
         fps,
         bitrate_bps,
     };
-    let mut encoder = H264Encoder::new(config).map_err(|e| RoomError::Media(e.to_string()))?;
+    let encoder = H264Encoder::new(config).map_err(|e| RoomError::Media(e.to_string()))?;
     let keyframe_wanted = Arc::new(AtomicBool::new(true));
     let counters = Arc::new(SendCounters::default());
+    counters
+        .target_bps
+        .store(u64::from(bitrate_bps), Ordering::Relaxed);
+    let mut adaptive = AdaptiveEncoder {
+        encoder,
+        degradation: Degradation::new(source_kind, source.width(), source.height(), fps),
+        share,
+        configured_bps: bitrate_bps,
+        fps,
+        target_bps: Arc::clone(&counters.target_bps),
+    };
+    let restamp = source.stamps_frames();
     let (tx, rx) = mpsc::channel::<(Bytes, Duration)>(ENCODED_QUEUE);
     let interval = Duration::from_secs(1) / fps;
     let stop = Arc::new(AtomicBool::new(false));
@@ -312,6 +403,8 @@ pub(crate) fn start_video(
         let keyframe_wanted = Arc::clone(&keyframe_wanted);
         let counters = Arc::clone(&counters);
         let mut sequence = 0u32;
+        // RTP time advances by the source interval for every frame, sent or skipped.
+        let mut since_last_sent = Duration::ZERO;
         spawn_paced(
             format!("aula-video-enc-{}", info.sid),
             interval,
@@ -322,17 +415,37 @@ pub(crate) fn start_video(
                     sequence,
                     capture_time_us: unix_micros(),
                 };
+                if sequence.is_multiple_of(BUDGET_CHECK_FRAMES) {
+                    if let Err(err) = adaptive.follow_budget() {
+                        tracing::warn!(error = %err, "cannot adapt the video encoder");
+                    }
+                }
                 sequence = sequence.wrapping_add(1);
                 let frame = source.capture(stamp);
+                since_last_sent += interval;
+                let encoding = adaptive.degradation.current();
+                if !sequence.is_multiple_of(encoding.frame_interval) {
+                    return ControlFlow::Continue(());
+                }
+                let frame = if encoding.scale > 1 {
+                    let mut small = downscale_i420(&frame, encoding.scale);
+                    if restamp {
+                        write_stamp(&mut small, stamp);
+                    }
+                    small
+                } else {
+                    frame
+                };
                 let force = keyframe_wanted.swap(false, Ordering::AcqRel);
-                match encoder.encode(&frame, force) {
+                match adaptive.encoder.encode(&frame, force) {
                     Ok(Some(encoded)) => {
                         if encoded.keyframe {
                             counters.keyframes.fetch_add(1, Ordering::Relaxed);
                         }
+                        let duration = std::mem::take(&mut since_last_sent);
                         // A full queue means the network side is behind: drop, and make the next
                         // frame a keyframe so receivers recover from the gap.
-                        if tx.try_send((encoded.data, interval)).is_err() {
+                        if tx.try_send((encoded.data, duration)).is_err() {
                             if tx.is_closed() {
                                 return ControlFlow::Break(());
                             }
