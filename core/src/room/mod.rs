@@ -117,8 +117,8 @@ pub struct RoomOptions {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MediaTransport {
-    /// UDP, with ICE over TCP to the server's media port as the fallback when UDP is blocked
-    /// (ICE prefers UDP whenever both work). Rooms with a simulated `network` stay on UDP,
+    /// UDP, with ICE over TCP to the server's media port as the fallback: dialed only when
+    /// UDP has not connected within 0.8 s. Rooms with a simulated `network` stay on UDP,
     /// which is the path the simulator impairs.
     #[default]
     Auto,

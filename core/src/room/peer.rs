@@ -21,8 +21,8 @@ use rtc::peer_connection::transport::{RTCIceCandidateInit, RTCIceServer};
 use tokio::sync::{mpsc, Notify};
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{
-    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
-    RTCPeerConnectionState,
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceConnectionState,
+    RTCIceGatheringState, RTCPeerConnectionState,
 };
 
 use super::bandwidth::{PacingRateTap, SendBandwidth, SendEstimator, PACING_RATE_TAP_SLOT};
@@ -44,13 +44,31 @@ pub(crate) struct ClientPeer {
     pub pc: Arc<dyn PeerConnection>,
     gathered: Arc<Notify>,
     gathered_once: Arc<AtomicBool>,
-    /// Whether ICE over TCP is offered (see [`MediaTransport`]).
-    use_tcp: bool,
+    /// When the server's ICE-TCP candidates are dialed (see [`MediaTransport`]).
+    tcp: TcpDial,
+    /// Whether ICE has found a working path.
+    ice_connected: Arc<AtomicBool>,
 }
+
+/// When to dial the server's passive ICE-TCP candidates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TcpDial {
+    /// Never: UDP only.
+    Never,
+    /// At once: TCP only.
+    Now,
+    /// Only if UDP has not connected within [`TCP_FALLBACK_DELAY`].
+    Fallback,
+}
+
+/// How long UDP gets to connect before the TCP fallback is dialed: longer than a UDP handshake
+/// on any working path, shorter than ICE's 1.4 s before it gives up on a pair.
+const TCP_FALLBACK_DELAY: Duration = Duration::from_millis(800);
 
 struct Events {
     gathered: Arc<Notify>,
     gathered_once: Arc<AtomicBool>,
+    ice_connected: Arc<AtomicBool>,
     events: mpsc::UnboundedSender<PeerEvent>,
 }
 
@@ -65,6 +83,14 @@ impl PeerConnectionEventHandler for Events {
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
         let _ = self.events.send(PeerEvent::State(state));
+    }
+
+    async fn on_ice_connection_state_change(&self, state: RTCIceConnectionState) {
+        let connected = matches!(
+            state,
+            RTCIceConnectionState::Connected | RTCIceConnectionState::Completed
+        );
+        self.ice_connected.store(connected, Ordering::Release);
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
@@ -128,11 +154,13 @@ impl ClientPeer {
                 .parse()
                 .map_err(|_| RoomError::Internal("bind address".into()))?
         };
-        let (use_udp, use_tcp) = match options.media_transport {
-            MediaTransport::Auto => (true, options.network.is_none()),
-            MediaTransport::UdpOnly => (true, false),
-            MediaTransport::TcpOnly => (false, true),
+        let (use_udp, tcp) = match options.media_transport {
+            MediaTransport::Auto if options.network.is_none() => (true, TcpDial::Fallback),
+            MediaTransport::Auto | MediaTransport::UdpOnly => (true, TcpDial::Never),
+            MediaTransport::TcpOnly => (false, TcpDial::Now),
         };
+        let use_tcp = tcp != TcpDial::Never;
+        let ice_connected = Arc::new(AtomicBool::new(false));
         let gathered = Arc::new(Notify::new());
         let gathered_once = Arc::new(AtomicBool::new(false));
         let mut builder = PeerConnectionBuilder::new();
@@ -165,6 +193,7 @@ impl ClientPeer {
             .with_handler(Arc::new(Events {
                 gathered: Arc::clone(&gathered),
                 gathered_once: Arc::clone(&gathered_once),
+                ice_connected: Arc::clone(&ice_connected),
                 events,
             }))
             .with_udp_addrs(if use_udp { vec![bind] } else { Vec::new() })
@@ -176,31 +205,47 @@ impl ClientPeer {
             pc: Arc::new(pc),
             gathered,
             gathered_once,
-            use_tcp,
+            tcp,
+            ice_connected,
         })
     }
 
-    /// Applies the server's description, then dials its passive ICE-TCP candidates when TCP is
-    /// in use (`webrtc` connects only to candidates handed to `add_ice_candidate`, and the
-    /// server sends its candidates inside the description).
+    /// Applies the server's description, then dials its passive ICE-TCP candidates: at once
+    /// for TCP only, after [`TCP_FALLBACK_DELAY`] if UDP has not connected by then for the
+    /// fallback. (`webrtc` connects only to candidates handed to `add_ice_candidate`, and the
+    /// server sends its candidates inside the description.)
     pub async fn set_remote_description(
         &self,
         description: RTCSessionDescription,
     ) -> Result<(), RoomError> {
-        let tcp_candidates = if self.use_tcp {
-            passive_tcp_candidates(&description.sdp)
-        } else {
-            Vec::new()
+        let tcp_candidates = match self.tcp {
+            TcpDial::Never => Vec::new(),
+            TcpDial::Now | TcpDial::Fallback => passive_tcp_candidates(&description.sdp),
         };
         self.pc
             .set_remote_description(description)
             .await
             .map_err(webrtc_error)?;
-        for candidate in tcp_candidates {
-            if let Err(err) = self.pc.add_ice_candidate(candidate).await {
-                tracing::debug!(error = %err, "ICE-TCP candidate not usable");
-            }
+        if tcp_candidates.is_empty() {
+            return Ok(());
         }
+        let pc = Arc::clone(&self.pc);
+        let ice_connected = Arc::clone(&self.ice_connected);
+        let delay = (self.tcp == TcpDial::Fallback).then_some(TCP_FALLBACK_DELAY);
+        tokio::spawn(async move {
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+                if ice_connected.load(Ordering::Acquire) {
+                    return;
+                }
+                tracing::info!("UDP did not connect; trying ICE over TCP");
+            }
+            for candidate in tcp_candidates {
+                if let Err(err) = pc.add_ice_candidate(candidate).await {
+                    tracing::debug!(error = %err, "ICE-TCP candidate not usable");
+                }
+            }
+        });
         Ok(())
     }
 
