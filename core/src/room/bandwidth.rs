@@ -18,7 +18,8 @@
 //!   lowers the rate only while packets also queue.
 //! - **A fast start.** Until the first congestion the rate grows by a quarter every 200 ms (a
 //!   720p rate within two seconds), then by 8 % a second (50 % while far below what the path
-//!   carried at its last congestion, after a deep cut), never beyond twice what arrives plus
+//!   carried at its last congestion, after a deep cut; 25 % once the path has been calm for
+//!   three seconds, so a link that comes back is found quickly), never beyond twice what arrives plus
 //!   1 Mbit/s (room for a camera to climb back to a larger picture).
 //!
 //! The estimate is published in [`SendBandwidth`], which video encoders read to set their
@@ -61,6 +62,11 @@ const STARTUP_STEP: Duration = Duration::from_millis(200);
 const STEADY_HEADROOM: f64 = 1_000_000.0;
 /// Growth per second while far below what the path carried at its last congestion.
 const RECOVERY_GROWTH_PER_SECOND: f64 = 0.5;
+/// Time without congestion after which the path is taken to have room again.
+const CALM_AFTER: Duration = Duration::from_secs(3);
+/// Growth per second once the path has been calm for [`CALM_AFTER`]: a link that came back
+/// is found in seconds, at the price of a small queue now and then on one that did not.
+const CALM_GROWTH_PER_SECOND: f64 = 0.25;
 /// Growth per second after the fast start.
 const STEADY_GROWTH_PER_SECOND: f64 = 0.08;
 /// Window over which the lowest one-way delay is the path's base delay.
@@ -316,8 +322,13 @@ impl BandwidthEstimator for SendEstimator {
                     let far_below = self
                         .capacity
                         .is_some_and(|capacity| self.target < capacity * 0.8);
+                    let calm = self
+                        .last_cut
+                        .is_none_or(|(at, _)| now.duration_since(at) >= CALM_AFTER);
                     let rate = if far_below {
                         RECOVERY_GROWTH_PER_SECOND
+                    } else if calm {
+                        CALM_GROWTH_PER_SECOND
                     } else {
                         STEADY_GROWTH_PER_SECOND
                     };
