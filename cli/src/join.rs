@@ -272,6 +272,9 @@ fn status_line(interactive: bool, text: &str) {
 
 fn print_status(stats: &RoomStats, interactive: bool) {
     let mut line = String::new();
+    if let Some(estimate) = &stats.send_estimate {
+        line.push_str(&format!("uplink {:.0} kbps | ", estimate.target_kbps));
+    }
     for p in &stats.published {
         line.push_str(&format!(
             "{} {} frames {:.0} kbps | ",
@@ -313,6 +316,7 @@ fn stats_document(identity: &str, room: &str, stats: &RoomStats) -> serde_json::
                 "bytes_sent": p.bytes_sent,
                 "keyframes": p.keyframes,
                 "bitrate_kbps": p.bitrate_kbps,
+                "target_bitrate_kbps": p.target_bitrate_kbps,
             })
         })
         .collect();
@@ -347,6 +351,7 @@ fn stats_document(identity: &str, room: &str, stats: &RoomStats) -> serde_json::
         "identity": identity,
         "room": room,
         "join_ms": stats.join_ms,
+        "send_estimate": stats.send_estimate,
         "published": published,
         "received": received,
     })
