@@ -135,6 +135,10 @@ pub struct ReceivedStats {
     pub samples_decoded: u64,
     /// Mean absolute amplitude of decoded audio (0 means silence).
     pub audio_level: f64,
+    /// Lost audio frames rebuilt from the next packet's in-band FEC data.
+    pub audio_frames_recovered: u64,
+    /// Lost audio frames that could only be concealed.
+    pub audio_frames_concealed: u64,
     /// Time from subscribing to the first decoded frame, ms.
     pub first_frame_ms: Option<f64>,
     /// Width of the last decoded frame.

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use crate::clock::{micros_since_stamp, unix_micros};
-use crate::media::{read_stamp, H264Decoder, OpusDecoder, VideoFrame};
+use crate::media::{read_stamp, AudioFrame, H264Decoder, OpusDecoder, VideoFrame};
 use crate::rtp::{FrameAssembler, MediaPacket};
 use crate::stats::{FreezeDetector, Percentiles, ReceivedStats};
 
@@ -50,6 +50,8 @@ pub(crate) struct ReceiveCounters {
     keyframe_requests: u64,
     samples_decoded: u64,
     audio_abs_sum: f64,
+    audio_recovered: u64,
+    audio_concealed: u64,
     first_frame_ms: Option<f64>,
     width: u32,
     height: u32,
@@ -132,6 +134,8 @@ impl RemoteSubscription {
                 .unwrap_or(0.0),
             keyframe_requests: c.keyframe_requests,
             samples_decoded: c.samples_decoded,
+            audio_frames_recovered: c.audio_recovered,
+            audio_frames_concealed: c.audio_concealed,
             audio_level: if c.samples_decoded == 0 {
                 0.0
             } else {
@@ -224,38 +228,70 @@ fn on_video_frame(
     sinks.video_frame(&origin.participant_id, &origin.track_sid, frame, stamp);
 }
 
+/// What the audio decoder thread is asked to do.
+enum AudioInput {
+    /// Decode a received packet.
+    Packet(Bytes),
+    /// A packet was lost and nothing can recover it: conceal 20 ms.
+    Conceal,
+    /// The packet before this one was lost: recover it from this one's in-band FEC data, then
+    /// decode this one.
+    RecoverThenDecode(Bytes),
+}
+
 fn spawn_audio_decoder(
     origin: &TrackOrigin,
     counters: Arc<Mutex<ReceiveCounters>>,
     sinks: Arc<Sinks>,
-) -> Result<std_mpsc::SyncSender<Bytes>, super::RoomError> {
-    let (tx, rx) = std_mpsc::sync_channel::<Bytes>(DECODE_QUEUE);
+) -> Result<std_mpsc::SyncSender<AudioInput>, super::RoomError> {
+    let (tx, rx) = std_mpsc::sync_channel::<AudioInput>(DECODE_QUEUE);
     let mut decoder = OpusDecoder::new().map_err(|e| super::RoomError::Media(e.to_string()))?;
     let origin = origin.clone();
     thread::Builder::new()
         .name(format!("aula-audio-dec-{}", origin.track_sid))
         .spawn(move || {
-            while let Ok(packet) = rx.recv() {
-                let decoded = if packet.is_empty() {
-                    decoder.conceal()
+            let deliver = |frame: AudioFrame| {
+                {
+                    let mut c = counters.lock().unwrap_or_else(|p| p.into_inner());
+                    c.samples_decoded +=
+                        frame.samples.len() as u64 / u64::from(frame.channels.max(1));
+                    c.audio_abs_sum += frame
+                        .samples
+                        .iter()
+                        .map(|s| f64::from(s.unsigned_abs()))
+                        .sum::<f64>()
+                        / f64::from(frame.channels.max(1));
+                }
+                sinks.audio_frame(&origin.participant_id, &origin.track_sid, &frame);
+            };
+            let count = |recovered: bool| {
+                let mut c = counters.lock().unwrap_or_else(|p| p.into_inner());
+                if recovered {
+                    c.audio_recovered += 1;
                 } else {
-                    decoder.decode(&packet)
+                    c.audio_concealed += 1;
+                }
+            };
+            while let Ok(input) = rx.recv() {
+                let decoded = match input {
+                    AudioInput::Packet(packet) => decoder.decode(&packet),
+                    AudioInput::Conceal => {
+                        count(false);
+                        decoder.conceal()
+                    }
+                    AudioInput::RecoverThenDecode(packet) => {
+                        match decoder.decode_fec(&packet) {
+                            Ok(recovered) => {
+                                count(true);
+                                deliver(recovered);
+                            }
+                            Err(err) => tracing::debug!(error = %err, "audio FEC failed"),
+                        }
+                        decoder.decode(&packet)
+                    }
                 };
                 match decoded {
-                    Ok(frame) => {
-                        {
-                            let mut c = counters.lock().unwrap_or_else(|p| p.into_inner());
-                            c.samples_decoded +=
-                                frame.samples.len() as u64 / u64::from(frame.channels.max(1));
-                            c.audio_abs_sum += frame
-                                .samples
-                                .iter()
-                                .map(|s| f64::from(s.unsigned_abs()))
-                                .sum::<f64>()
-                                / f64::from(frame.channels.max(1));
-                        }
-                        sinks.audio_frame(&origin.participant_id, &origin.track_sid, &frame);
-                    }
+                    Ok(frame) => deliver(frame),
                     Err(err) => tracing::debug!(error = %err, "audio decode failed"),
                 }
             }
@@ -264,24 +300,35 @@ fn spawn_audio_decoder(
     Ok(tx)
 }
 
-async fn read_audio(remote: Arc<dyn TrackRemote>, decode_tx: std_mpsc::SyncSender<Bytes>) {
+/// Most consecutive lost audio frames concealed; a longer gap is silence.
+const MAX_CONCEALED_FRAMES: u16 = 5;
+
+async fn read_audio(remote: Arc<dyn TrackRemote>, decode_tx: std_mpsc::SyncSender<AudioInput>) {
     let mut last_sequence: Option<u16> = None;
     while let Some(event) = remote.poll().await {
         match event {
             TrackRemoteEvent::OnRtpPacket(packet) => {
                 let seq = packet.header.sequence_number;
+                let mut lost = 0;
                 if let Some(last) = last_sequence {
                     let delta = seq.wrapping_sub(last);
                     if delta == 0 || delta > 0x8000 {
                         continue; // duplicate or late
                     }
-                    // Conceal up to 5 lost frames (an empty packet asks for concealment).
-                    for _ in 1..delta.min(6) {
-                        let _ = decode_tx.try_send(Bytes::new());
-                    }
+                    lost = delta - 1;
                 }
                 last_sequence = Some(seq);
-                if decode_tx.try_send(packet.payload).is_err() {
+                // Conceal all but the last lost frame (up to a limit); the last one is in this
+                // packet's in-band FEC data.
+                for _ in 1..lost.min(MAX_CONCEALED_FRAMES) {
+                    let _ = decode_tx.try_send(AudioInput::Conceal);
+                }
+                let input = if lost > 0 {
+                    AudioInput::RecoverThenDecode(packet.payload)
+                } else {
+                    AudioInput::Packet(packet.payload)
+                };
+                if decode_tx.try_send(input).is_err() {
                     tracing::debug!("audio decoder behind; packet dropped");
                 }
             }
