@@ -15,6 +15,9 @@ command -v turnserver >/dev/null 2>&1 || need_packages+=(coturn)
 # The SDK bindings tests: Python venv, Maven (with a JRE) for the Kotlin test.
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need_packages+=(python3-venv)
 command -v mvn >/dev/null 2>&1 || need_packages+=(maven)
+# The C ABI test runs its C program under valgrind (and compiles it with cc and c++).
+command -v valgrind >/dev/null 2>&1 || need_packages+=(valgrind)
+command -v c++ >/dev/null 2>&1 || need_packages+=(g++)
 if [ ${#need_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing ${need_packages[*]}"

@@ -151,7 +151,7 @@ pub struct AulaRoom {
 
 impl AulaRoom {
     /// The core room, if still connected.
-    fn room(&self) -> Result<Room, AulaError> {
+    pub(crate) fn room(&self) -> Result<Room, AulaError> {
         let room = self
             .room
             .lock()

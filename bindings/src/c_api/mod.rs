@@ -1,0 +1,46 @@
+//! The C ABI: the same SDK for C and C++ programs, declared in `bindings/include/aula.h`
+//! (generated from this module by cbindgen; `scripts/generate-header.sh`).
+//!
+//! Conventions, for every function:
+//! - It returns an [`AulaStatus`]; on failure [`aula_last_error_message`] describes what went
+//!   wrong, on the calling thread, until that thread's next Aula call.
+//! - Objects are opaque handles created by `aula_*_connect` / `aula_*_publish_*` and released
+//!   with their `_free` function; strings the library returns are released with
+//!   [`aula_string_free`]. Passing NULL where a handle or string is required is
+//!   [`AulaStatus::InvalidArgument`], never a crash.
+//! - Calls block (connect, publish, disconnect wait for the server): make them off the UI
+//!   thread. Callbacks arrive on SDK threads with the `user_data` pointer they were registered
+//!   with; pointers handed to a callback are valid only during it. Do not register or clear
+//!   callbacks from inside a callback.
+//! - No Rust panic crosses the boundary: one becomes [`AulaStatus::Internal`].
+//!
+//! This module is the only place in the workspace that needs `unsafe`: it dereferences what C
+//! hands it. Every block says why it is sound, given the documented contract.
+#![allow(unsafe_code)]
+
+mod callbacks;
+mod publishers;
+mod room;
+mod status;
+mod strings;
+
+pub use callbacks::{
+    AulaAudioFrame, AulaAudioFrameCallback, AulaEvent, AulaEventCallback, AulaEventKind,
+    AulaVideoFrame, AulaVideoFrameCallback,
+};
+pub use publishers::{
+    aula_video_publisher_free, aula_video_publisher_push_i420, aula_video_publisher_push_nv12,
+    AulaVideoPublisher,
+};
+pub use room::{
+    aula_room_connect, aula_room_disconnect, aula_room_free, aula_room_is_connected,
+    aula_room_publish_app_video, aula_room_publish_synthetic_audio,
+    aula_room_publish_synthetic_video, aula_room_set_audio_callback, aula_room_set_event_callback,
+    aula_room_set_video_callback, aula_room_stats_json, aula_room_unpublish, AulaConnectOptions,
+    AulaRoom,
+};
+pub use status::{aula_last_error_message, AulaStatus};
+pub use strings::{
+    aula_create_token, aula_read_stamp, aula_set_log_level, aula_string_free, aula_version,
+    AulaLogLevel, AulaRole, AulaStamp,
+};
