@@ -13,14 +13,15 @@ fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The directory holding `libaula.so`: the target profile directory this test runs from.
+/// The directory holding `libaula.so`: next to this test binary (`target/<profile>/deps`,
+/// where `cargo test` builds it), or the profile directory (where `cargo build` puts it).
 fn library_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test path");
-    // target/<profile>/deps/c_abi-<hash>
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("target profile directory")
-        .to_path_buf()
+    let deps = exe.parent().expect("deps directory").to_path_buf();
+    if deps.join("libaula.so").exists() {
+        return deps;
+    }
+    deps.parent().expect("profile directory").to_path_buf()
 }
 
 fn token(identity: &str, role: Role) -> String {
