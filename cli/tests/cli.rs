@@ -94,7 +94,7 @@ fn join_writes_the_documented_stats_and_fails_clearly_on_a_bad_token() {
             "--fps",
             "15",
             "--duration",
-            "5",
+            "8",
         ]
         .iter()
         .map(|s| s.to_string())

@@ -118,7 +118,7 @@ pub struct RoomOptions {
 #[non_exhaustive]
 pub enum MediaTransport {
     /// UDP, with ICE over TCP to the server's media port as the fallback: dialed only when
-    /// UDP has not connected within 0.8 s. Rooms with a simulated `network` stay on UDP,
+    /// UDP has not connected within 2 s. Rooms with a simulated `network` stay on UDP,
     /// which is the path the simulator impairs.
     #[default]
     Auto,

@@ -61,9 +61,10 @@ enum TcpDial {
     Fallback,
 }
 
-/// How long UDP gets to connect before the TCP fallback is dialed: longer than a UDP handshake
-/// on any working path, shorter than ICE's 1.4 s before it gives up on a pair.
-const TCP_FALLBACK_DELAY: Duration = Duration::from_millis(800);
+/// How long UDP gets to connect before the TCP fallback is dialed: well beyond a UDP handshake
+/// on any working path, even on a loaded machine (the fallback is for networks where UDP
+/// never works, and dialing it needlessly opens a second path ICE then discards).
+const TCP_FALLBACK_DELAY: Duration = Duration::from_secs(2);
 
 struct Events {
     gathered: Arc<Notify>,
