@@ -110,7 +110,21 @@ pub async fn run(socket: WebSocket, server: Arc<ServerState>) {
     session.end(reason).await;
     drop(outbox);
     let _ = writer.await;
+    // The writer sent `leave` and a close frame. Keep reading until the client closes too: a
+    // socket closed with unread client data in it is reset, and a reset can destroy the
+    // `leave` still in flight, so the client would see a lost connection instead of the reason.
+    let _ = tokio::time::timeout(CLOSE_DRAIN, async {
+        while let Some(Ok(message)) = stream.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
+
+/// Longest a session waits for the client's close after telling it to leave.
+const CLOSE_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Reads messages until a valid `join`; answers everything else with an error.
 async fn wait_for_join(

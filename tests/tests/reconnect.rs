@@ -87,6 +87,7 @@ async fn a_drained_server_hands_its_room_to_the_next_instance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_opt_out_of_reconnecting_are_told_why_and_stay_down() {
+    support::init_test_log();
     let server = Server::start(ServerConfig::dev(0, 0)).await.unwrap();
     let (room, mut events) = Room::connect(
         &server.ws_url(),
