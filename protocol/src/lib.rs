@@ -7,10 +7,6 @@
 #![deny(missing_docs)]
 
 pub mod ids;
-#[cfg(feature = "rtc")]
-pub mod keyframe_requests;
-#[cfg(feature = "rtc")]
-pub mod rtx_unwrap;
 pub mod signal;
 pub mod token;
 pub mod webhook;

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aula_protocol::keyframe_requests::{KeyframeRequestInterceptor, KEYFRAME_REQUEST_SLOT};
-use aula_protocol::rtx_unwrap::{RtxUnwrapInterceptor, RTX_UNWRAP_SLOT};
+use aula_transport::keyframe_requests::{KeyframeRequestInterceptor, KEYFRAME_REQUEST_SLOT};
+use aula_transport::rtx_unwrap::{RtxUnwrapInterceptor, RTX_UNWRAP_SLOT};
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{Registry, Slot};
 use rtc::peer_connection::configuration::interceptor_registry::{

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use aula_protocol::keyframe_requests::is_keyframe_request;
 use aula_protocol::{MediaKind, TrackInfo, TrackSource};
+use aula_transport::keyframe_requests::is_keyframe_request;
 use bytes::Bytes;
 use rtc::media::Sample;
 use rtc::media_stream::MediaStreamTrack;

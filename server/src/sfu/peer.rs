@@ -19,8 +19,8 @@ use webrtc::peer_connection::{
 };
 
 use crate::udp_mux::{rewrite_candidates, UdpMux};
-use aula_protocol::keyframe_requests::{KeyframeRequestInterceptor, KEYFRAME_REQUEST_SLOT};
-use aula_protocol::rtx_unwrap::{RtxUnwrapInterceptor, RTX_UNWRAP_SLOT};
+use aula_transport::keyframe_requests::{KeyframeRequestInterceptor, KEYFRAME_REQUEST_SLOT};
+use aula_transport::rtx_unwrap::{RtxUnwrapInterceptor, RTX_UNWRAP_SLOT};
 
 /// Longest wait for a connection to gather its (host-only) candidates.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(2);

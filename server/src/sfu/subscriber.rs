@@ -28,7 +28,7 @@ use super::published_track::PublishedTrack;
 use crate::metrics::{KindLabel, Metrics};
 use crate::outbox::Outbox;
 use crate::udp_mux::UdpMux;
-use aula_protocol::keyframe_requests::is_keyframe_request;
+use aula_transport::keyframe_requests::is_keyframe_request;
 
 /// How often a not-yet-negotiated down track looks again for its RTCP feed.
 const UNBOUND_RETRY: Duration = Duration::from_millis(100);

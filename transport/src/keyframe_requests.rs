@@ -2,7 +2,7 @@
 //!
 //! The default `webrtc` chain consumes all inbound RTCP; the SFU must see keyframe requests to
 //! relay them to the publisher, and a publishing client must see them to make its encoder emit
-//! one. Both sides install this (feature `rtc`); it is sans-IO RTCP handling, no sockets. This marks compound packets that carry one for delivery to the application
+//! one. Both sides install this; it is sans-IO RTCP handling, no sockets. This marks compound packets that carry one for delivery to the application
 //! and passes every packet on unchanged, so NACK, reports and TWCC keep working.
 
 use std::collections::VecDeque;
