@@ -1,17 +1,16 @@
 //! Adaptive bitrate: how fast a publisher reaches 720p on an open link (`ramp`), and how it
 //! follows a link that drops and recovers (`step`).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aula_core::clock::{micros_since_stamp, unix_micros};
-use aula_core::media::{FrameStamp, VideoFrame};
 use aula_core::netsim::{LinkSettings, NetworkImpairment};
-use aula_core::{Room, VideoSink};
-use aula_protocol::{MediaKind, ParticipantId, Role, TrackSid};
+use aula_core::{Percentiles, Room, VideoSink};
+use aula_protocol::{MediaKind, Role};
 use clap::Args;
 use serde::Serialize;
 
+use crate::frame_log::FrameLog;
 use crate::harness::{join_with, start_server, Camera, JoinOptions};
 
 /// One-way delay of the publisher's capped uplink, ms.
@@ -90,68 +89,13 @@ pub struct StepReport {
     /// second); `None` if they never did during the hold.
     adapt_seconds: Option<f64>,
     /// Stamp-to-decode latency during the step down.
-    latency_ms: LatencySummary,
+    latency_ms: Percentiles,
     /// Frames decoded per second during the step down.
     decoded_fps: f64,
     /// Seconds from the step back up until the encoder is back at 90 % of its pre-step target.
     recover_seconds: Option<f64>,
     /// The estimate every 250 ms from 2 s before the step down to the end.
     samples: Vec<Sample>,
-}
-
-/// Latency percentiles of a window.
-#[derive(Debug, Serialize, Default)]
-pub struct LatencySummary {
-    p50: f64,
-    p95: f64,
-    max: f64,
-}
-
-/// Records when each stamped frame was decoded and how late it was.
-#[derive(Default)]
-struct LatencyLog(Mutex<Vec<(Instant, f64)>>);
-
-impl VideoSink for LatencyLog {
-    fn on_video_frame(
-        &self,
-        _participant: &ParticipantId,
-        _track: &TrackSid,
-        _frame: &VideoFrame,
-        stamp: Option<FrameStamp>,
-    ) {
-        if let Some(us) = stamp.and_then(|s| micros_since_stamp(s.capture_time_us, unix_micros())) {
-            if let Ok(mut log) = self.0.lock() {
-                log.push((Instant::now(), us as f64 / 1000.0));
-            }
-        }
-    }
-}
-
-impl LatencyLog {
-    fn between(&self, from: Instant, to: Instant) -> Vec<(Instant, f64)> {
-        self.0
-            .lock()
-            .map(|log| {
-                log.iter()
-                    .filter(|(at, _)| *at >= from && *at < to)
-                    .copied()
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-fn summary(mut latencies: Vec<f64>) -> LatencySummary {
-    if latencies.is_empty() {
-        return LatencySummary::default();
-    }
-    latencies.sort_by(f64::total_cmp);
-    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
-    LatencySummary {
-        p50: at(0.5),
-        p95: at(0.95),
-        max: at(1.0),
-    }
 }
 
 fn capped(kbps: u64) -> LinkSettings {
@@ -190,7 +134,7 @@ async fn class(
     aula_server::ServerHandle,
     Room,
     Room,
-    Arc<LatencyLog>,
+    Arc<FrameLog>,
     Instant,
 )> {
     let server = start_server().await?;
@@ -203,7 +147,7 @@ async fn class(
         JoinOptions::default(),
     )
     .await?;
-    let log = Arc::new(LatencyLog::default());
+    let log = Arc::new(FrameLog::default());
     subscriber.set_video_sink(Some(Arc::clone(&log) as Arc<dyn VideoSink>));
     let started = Instant::now();
     let publisher = join_with(
@@ -295,7 +239,11 @@ pub async fn run_step_once(args: &StepArgs) -> anyhow::Result<StepReport> {
         samples.push(now);
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let during = log.between(down, up);
+    let during: Vec<(Instant, f64)> = log
+        .between(down, up)
+        .iter()
+        .filter_map(|f| Some((f.at, f.latency_ms?)))
+        .collect();
     let adapt_seconds = settled_after(&during, down);
     let decoded_fps = during.len() as f64 / hold.as_secs_f64();
     publisher.disconnect().await;
@@ -306,7 +254,7 @@ pub async fn run_step_once(args: &StepArgs) -> anyhow::Result<StepReport> {
         to_kbps: args.to_kbps,
         adaptive: !args.no_adapt,
         adapt_seconds,
-        latency_ms: summary(during.iter().map(|(_, ms)| *ms).collect()),
+        latency_ms: Percentiles::of(&during.iter().map(|(_, ms)| *ms).collect::<Vec<_>>()),
         decoded_fps,
         recover_seconds,
         samples,

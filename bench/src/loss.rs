@@ -1,14 +1,16 @@
 //! Video through random or bursty loss and delay: one publisher, two subscribers, every client's
 //! path to the server impaired each way.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aula_core::netsim::{BurstLoss, LinkSettings, NetworkImpairment};
-use aula_core::Percentiles;
+use aula_core::{Percentiles, RecoveryStats, VideoSink};
 use aula_protocol::{MediaKind, Role};
 use clap::Args;
 use serde::Serialize;
 
+use crate::frame_log::FrameLog;
 use crate::harness::{join, median, parse_resolution, start_server, Camera};
 
 /// Arguments of `aula-bench loss`.
@@ -50,12 +52,22 @@ pub struct LossCell {
     freezes: u64,
     /// Total freeze time, summed over the subscribers.
     freeze_ms: f64,
+    /// The longest freeze at any subscriber.
+    longest_freeze_ms: f64,
     /// Stamp-to-decode latency, median over the subscribers of each percentile.
     latency_ms: Percentiles,
     /// Height of the decoded video, median over the subscribers.
     height: u32,
-    /// Keyframe requests sent, summed over the subscribers.
+    /// Keyframe requests sent, summed over the subscribers (since joining).
     keyframe_requests: u64,
+    /// Loss recovery on the subscribers' downlinks, summed (since joining).
+    recovery: RecoveryStats,
+    /// Times a subscriber skipped ahead past unrepaired packets, summed (since joining).
+    gaps_skipped: u64,
+    /// Frames completed too late to show, summed (since joining).
+    stale_frames: u64,
+    /// The subscribers' loss wait at the end, ms (median).
+    loss_wait_ms: f64,
 }
 
 fn link(args: &LossArgs) -> LinkSettings {
@@ -68,55 +80,94 @@ fn link(args: &LossArgs) -> LinkSettings {
     }
 }
 
-/// Runs one cell.
+/// Runs one cell. Everyone joins on a clean path (with the cell's delay); once video flows at
+/// both subscribers the loss starts, and the next `duration` seconds are measured. (Joining
+/// through heavy loss is a different matter: the DTLS handshake retransmits a lost flight only
+/// once a second.)
 pub async fn run_cell(args: &LossArgs) -> anyhow::Result<LossCell> {
     let (width, height) = parse_resolution(&args.resolution)?;
     let camera = Camera::new(width, height, args.fps, None);
     let server = start_server().await?;
-    let network = || Some(NetworkImpairment::symmetric(link(args)));
+    let clean = LinkSettings {
+        delay: Duration::from_millis(args.rtt / 2),
+        ..LinkSettings::default()
+    };
+    let paths: Vec<NetworkImpairment> = (0..3)
+        .map(|i| NetworkImpairment::symmetric(clean.clone()).with_seed(0x1055 + i))
+        .collect();
     let publisher = join(
         &server,
         "loss",
         "publisher",
         Role::Teacher,
         Some(camera),
-        network(),
+        Some(paths[0].clone()),
     )
     .await?;
     let mut subscribers = Vec::new();
-    for i in 0..2 {
+    for (i, path) in paths[1..].iter().enumerate() {
         let identity = format!("subscriber-{i}");
-        subscribers.push((
-            join(&server, "loss", &identity, Role::Student, None, network()).await?,
-            Instant::now(),
-        ));
+        let room = join(
+            &server,
+            "loss",
+            &identity,
+            Role::Student,
+            None,
+            Some(path.clone()),
+        )
+        .await?;
+        let log = Arc::new(FrameLog::default());
+        room.set_video_sink(Some(Arc::clone(&log) as Arc<dyn VideoSink>));
+        subscribers.push((room, log));
     }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while subscribers.iter().any(|(_, log)| log.len() < 15) {
+        anyhow::ensure!(Instant::now() < deadline, "video did not start within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for path in &paths {
+        path.set_up(link(args));
+        path.set_down(link(args));
+    }
+    let from = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
+    let to = Instant::now();
     let mut fps = Vec::new();
     let mut p50 = Vec::new();
     let mut p95 = Vec::new();
     let mut max = Vec::new();
     let mut heights = Vec::new();
     let (mut freezes, mut freeze_ms, mut keyframe_requests) = (0, 0.0, 0);
-    for (room, joined) in &subscribers {
+    let mut longest_freeze_ms: f64 = 0.0;
+    let mut recovery = RecoveryStats::default();
+    let (mut gaps_skipped, mut stale_frames, mut waits) = (0, 0, Vec::new());
+    for (room, log) in &subscribers {
+        let window = log.summary(from, to, args.fps);
+        fps.push(window.decoded_fps);
+        p50.push(window.latency_ms.p50);
+        p95.push(window.latency_ms.p95);
+        max.push(window.latency_ms.max);
+        heights.push(f64::from(window.height));
+        freezes += window.freezes;
+        freeze_ms += window.freeze_ms;
+        longest_freeze_ms = longest_freeze_ms.max(window.longest_freeze_ms);
         let stats = room.stats();
-        let video = stats
+        for video in stats
             .received
             .iter()
-            .find(|r| r.from == "publisher" && r.kind == MediaKind::Video);
-        let Some(video) = video else {
-            fps.push(0.0);
-            continue;
-        };
-        let window = joined.elapsed().as_secs_f64() - video.first_frame_ms.unwrap_or(0.0) / 1000.0;
-        fps.push(video.frames_decoded as f64 / window.max(1e-3));
-        p50.push(video.latency_ms.p50);
-        p95.push(video.latency_ms.p95);
-        max.push(video.latency_ms.max);
-        heights.push(f64::from(video.height));
-        freezes += video.freezes;
-        freeze_ms += video.freeze_ms;
-        keyframe_requests += video.keyframe_requests;
+            .filter(|r| r.from == "publisher" && r.kind == MediaKind::Video)
+        {
+            keyframe_requests += video.keyframe_requests;
+            gaps_skipped += video.gaps_skipped;
+            stale_frames += video.stale_frames;
+            waits.push(video.loss_wait_ms);
+        }
+        let r = stats.receive_recovery;
+        recovery.holes += r.holes;
+        recovery.repaired += r.repaired;
+        recovery.abandoned += r.abandoned;
+        recovery.requested += r.requested;
+        recovery.rtt_ms = recovery.rtt_ms.max(r.rtt_ms);
     }
     for (room, _) in &subscribers {
         room.disconnect().await;
@@ -131,6 +182,7 @@ pub async fn run_cell(args: &LossArgs) -> anyhow::Result<LossCell> {
         decoded_fps: median(fps),
         freezes,
         freeze_ms,
+        longest_freeze_ms,
         latency_ms: Percentiles {
             p50: median(p50),
             p95: median(p95),
@@ -138,6 +190,10 @@ pub async fn run_cell(args: &LossArgs) -> anyhow::Result<LossCell> {
         },
         height: median(heights) as u32,
         keyframe_requests,
+        recovery,
+        gaps_skipped,
+        stale_frames,
+        loss_wait_ms: median(waits),
     })
 }
 

@@ -2,6 +2,7 @@
 
 mod adapt;
 mod e2e;
+mod frame_log;
 mod harness;
 mod loss;
 mod memory;

@@ -340,6 +340,7 @@ fn stats_document(identity: &str, room: &str, stats: &RoomStats) -> serde_json::
                 "latency_ms": r.latency_ms,
                 "freezes": r.freezes,
                 "freeze_ms": r.freeze_ms,
+                "longest_freeze_ms": r.longest_freeze_ms,
                 "keyframe_requests": r.keyframe_requests,
                 "first_frame_ms": r.first_frame_ms,
                 "width": r.width,

@@ -5,6 +5,36 @@ use std::time::Duration;
 use aula_protocol::{MediaKind, ParticipantId, TrackSid};
 use serde::Serialize;
 
+/// How a connection recovered lost packets: the holes it saw in what it received, and what
+/// became of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct RecoveryStats {
+    /// Packets found missing.
+    pub holes: u64,
+    /// Of those, packets that arrived later (retransmitted, rebuilt from FEC or late).
+    pub repaired: u64,
+    /// Of those, packets given up on.
+    pub abandoned: u64,
+    /// Retransmissions asked for.
+    pub requested: u64,
+    /// The round trip the retransmission requests are timed by, ms.
+    pub rtt_ms: f64,
+}
+
+impl RecoveryStats {
+    /// A snapshot of `stats`.
+    pub fn of(stats: &aula_transport::nack::NackStats) -> Self {
+        use std::sync::atomic::Ordering::Relaxed;
+        Self {
+            holes: stats.holes.load(Relaxed),
+            repaired: stats.repaired.load(Relaxed),
+            abandoned: stats.abandoned.load(Relaxed),
+            requested: stats.requested.load(Relaxed),
+            rtt_ms: stats.rtt().as_secs_f64() * 1000.0,
+        }
+    }
+}
+
 /// Percentiles of a set of samples, in milliseconds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Percentiles {
@@ -47,6 +77,7 @@ pub struct FreezeDetector {
     gap_sum: Duration,
     freezes: u64,
     frozen_for: Duration,
+    longest: Duration,
 }
 
 impl FreezeDetector {
@@ -71,6 +102,7 @@ impl FreezeDetector {
         if gap > threshold {
             self.freezes += 1;
             self.frozen_for += gap;
+            self.longest = self.longest.max(gap);
             true
         } else {
             false
@@ -85,6 +117,11 @@ impl FreezeDetector {
     /// Total duration of the freezes.
     pub fn frozen_for(&self) -> Duration {
         self.frozen_for
+    }
+
+    /// The longest freeze.
+    pub fn longest(&self) -> Duration {
+        self.longest
     }
 }
 
@@ -129,6 +166,8 @@ pub struct ReceivedStats {
     pub freezes: u64,
     /// Total freeze time, ms.
     pub freeze_ms: f64,
+    /// The longest freeze, ms.
+    pub longest_freeze_ms: f64,
     /// Keyframe requests sent for this track.
     pub keyframe_requests: u64,
     /// Audio samples decoded (per channel).
@@ -141,6 +180,14 @@ pub struct ReceivedStats {
     pub audio_frames_concealed: u64,
     /// Time from subscribing to the first decoded frame, ms.
     pub first_frame_ms: Option<f64>,
+    /// Times the receiver gave up waiting for lost packets and skipped ahead (each costs a
+    /// keyframe request).
+    pub gaps_skipped: u64,
+    /// Frames completed too late to be shown.
+    pub stale_frames: u64,
+    /// How long a frame behind a lost packet currently waits for its repair, ms (adapts to the
+    /// path).
+    pub loss_wait_ms: f64,
     /// Width of the last decoded frame.
     pub width: u32,
     /// Height of the last decoded frame.

@@ -8,4 +8,5 @@
 #![deny(missing_docs)]
 
 pub mod keyframe_requests;
+pub mod nack;
 pub mod rtx_unwrap;

@@ -35,7 +35,8 @@ pub use sinks::{AudioSink, VideoSink};
 
 use crate::netsim::NetworkImpairment;
 use crate::signal_client::{SignalClient, SignalError};
-use crate::stats::{PublishedStats, ReceivedStats};
+use crate::stats::{PublishedStats, ReceivedStats, RecoveryStats};
+use aula_transport::nack::NackStats;
 use peer::{ClientPeer, PeerEvent};
 use publish::LocalPublication;
 use subscribe::{RemoteSubscription, TrackOrigin};
@@ -284,6 +285,8 @@ pub struct RoomStats {
     pub published: Vec<PublishedStats>,
     /// Subscribed tracks.
     pub received: Vec<ReceivedStats>,
+    /// Loss recovery on everything received.
+    pub receive_recovery: RecoveryStats,
 }
 
 struct Inner {
@@ -310,6 +313,8 @@ struct Inner {
     whiteboard_reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The publisher connection's bandwidth estimate, which the video encoders follow.
     bandwidth: Arc<bandwidth::SendBandwidth>,
+    /// Loss recovery on the subscriber connection (kept across reconnects).
+    receive_recovery: Arc<NackStats>,
 }
 
 /// A joined room. Cheap to clone; every clone is the same room.
@@ -385,6 +390,7 @@ impl Room {
             whiteboard: crate::whiteboard::Whiteboard::new(&claims.sub),
             whiteboard_reader: Mutex::new(None),
             bandwidth: Arc::default(),
+            receive_recovery: Arc::default(),
         });
         inner.attach_whiteboard();
         let weak = Arc::downgrade(&inner);
@@ -610,6 +616,7 @@ impl Room {
             send_estimate: self.inner.bandwidth.snapshot(),
             published,
             received,
+            receive_recovery: RecoveryStats::of(&self.inner.receive_recovery),
         }
     }
 
@@ -771,6 +778,7 @@ impl Inner {
             self.peer_events.clone(),
             &self.options,
             self.options.adaptive_bitrate.then_some(&self.bandwidth),
+            &Arc::default(),
         )
         .await?;
         let mut moved = Vec::new();
@@ -901,6 +909,7 @@ impl Inner {
                     self.peer_events.clone(),
                     &self.options,
                     self.options.adaptive_bitrate.then_some(&self.bandwidth),
+                    &Arc::default(),
                 )
                 .await?,
             );
@@ -1023,6 +1032,7 @@ impl Inner {
                     self.peer_events.clone(),
                     &self.options,
                     None,
+                    &self.receive_recovery,
                 )
                 .await?,
             );

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aula_transport::keyframe_requests::{KeyframeRequestInterceptor, KEYFRAME_REQUEST_SLOT};
+use aula_transport::nack::{NackGenerator, NackStats, NACK_GENERATOR_SLOT};
 use aula_transport::rtx_unwrap::{RtxUnwrapInterceptor, RTX_UNWRAP_SLOT};
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{Registry, Slot};
@@ -101,12 +102,14 @@ impl PeerConnectionEventHandler for Events {
 
 impl ClientPeer {
     /// Builds a connection that binds its UDP socket on an address that can reach `server_ip`.
-    /// With `send_bandwidth` (the publisher connection) it estimates its uplink into it.
+    /// With `send_bandwidth` (the publisher connection) it estimates its uplink into it; the
+    /// loss recovery of what it receives is counted in `nack_stats`.
     pub async fn new(
         server_ip: IpAddr,
         events: mpsc::UnboundedSender<PeerEvent>,
         options: &RoomOptions,
         send_bandwidth: Option<&Arc<SendBandwidth>>,
+        nack_stats: &Arc<NackStats>,
     ) -> Result<Self, RoomError> {
         let mut media_engine = MediaEngine::default();
         media_engine
@@ -131,7 +134,12 @@ impl ClientPeer {
                 Slot::from(KEYFRAME_REQUEST_SLOT),
                 KeyframeRequestInterceptor::default(),
             )
-            .with(Slot::from(RTX_UNWRAP_SLOT), RtxUnwrapInterceptor::default());
+            .with(Slot::from(RTX_UNWRAP_SLOT), RtxUnwrapInterceptor::default())
+            // Replaces `webrtc`'s fixed-cycle generator (see `aula_transport::nack`).
+            .with(
+                Slot::from(NACK_GENERATOR_SLOT),
+                NackGenerator::new(Arc::clone(nack_stats)),
+            );
         let settings = SettingEngineBuilder::new()
             .with_include_loopback_candidate(server_ip.is_loopback())
             // Aula servers never send mDNS candidates; do not open a multicast socket for them.

@@ -15,7 +15,7 @@ use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use crate::clock::{micros_since_stamp, unix_micros};
 use crate::media::{read_stamp, AudioFrame, H264Decoder, OpusDecoder, VideoFrame};
-use crate::rtp::{FrameAssembler, MediaPacket};
+use crate::rtp::{AssemblerCounts, FrameAssembler, MediaPacket};
 use crate::stats::{FreezeDetector, Percentiles, ReceivedStats};
 
 use super::sinks::Sinks;
@@ -55,6 +55,8 @@ pub(crate) struct ReceiveCounters {
     first_frame_ms: Option<f64>,
     width: u32,
     height: u32,
+    assembler: AssemblerCounts,
+    loss_wait: Duration,
 }
 
 /// A subscribed track being received. Dropping it stops the reader and the decoder thread.
@@ -132,6 +134,9 @@ impl RemoteSubscription {
             freeze_ms: freeze
                 .map(|f| f.frozen_for().as_secs_f64() * 1000.0)
                 .unwrap_or(0.0),
+            longest_freeze_ms: freeze
+                .map(|f| f.longest().as_secs_f64() * 1000.0)
+                .unwrap_or(0.0),
             keyframe_requests: c.keyframe_requests,
             samples_decoded: c.samples_decoded,
             audio_frames_recovered: c.audio_recovered,
@@ -144,6 +149,9 @@ impl RemoteSubscription {
             first_frame_ms: c.first_frame_ms,
             width: c.width,
             height: c.height,
+            gaps_skipped: c.assembler.holes_skipped,
+            stale_frames: c.assembler.stale_frames,
+            loss_wait_ms: c.loss_wait.as_secs_f64() * 1000.0,
         }
     }
 }
@@ -346,6 +354,7 @@ async fn read_video(
     counters: Arc<Mutex<ReceiveCounters>>,
 ) {
     let mut assembler = FrameAssembler::default();
+    let mut last_counts = AssemblerCounts::default();
     let mut tick = tokio::time::interval(ASSEMBLER_TICK);
     let mut last_request: Option<Instant> = None;
     let media_ssrc = remote.ssrcs().await.first().copied().unwrap_or(0);
@@ -379,6 +388,12 @@ async fn read_video(
                 continue;
             }
         };
+        if !frames.is_empty() || assembler.counts() != last_counts {
+            last_counts = assembler.counts();
+            let mut c = counters.lock().unwrap_or_else(|p| p.into_inner());
+            c.assembler = last_counts;
+            c.loss_wait = assembler.loss_wait();
+        }
         for frame in frames {
             let access_unit = match depacketize_h264(&frame.payloads) {
                 Some(au) => au,

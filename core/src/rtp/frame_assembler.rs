@@ -1,6 +1,13 @@
 //! Reassembles H.264 access units from RTP packets that may arrive late, twice or out of order.
 //!
 //! Plain logic over packets and arrival times (no IO), so loss and reordering are unit-tested.
+//!
+//! A frame behind a hole waits for the hole to be filled (by a retransmission, FEC or a late
+//! packet). How long is learned from the path: the assembler records how long each filled hole
+//! took and waits a little longer than nearly all of them took ([`AdaptiveWait`]). Giving up
+//! costs far more than waiting, since every frame after a lost one needs a new keyframe, so on a
+//! lossy path with a long round trip the wait grows (up to [`MAX_LOSS_WAIT`]); on a clean one it
+//! shrinks (down to [`MIN_LOSS_WAIT`]) and a truly lost packet is given up on quickly.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -8,13 +15,24 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 /// How long a hole in the sequence may wait for a retransmission before the frames behind it
-/// are given up on.
+/// are given up on, until filled holes have shown what the path needs.
 pub const DEFAULT_LOSS_WAIT: Duration = Duration::from_millis(200);
+/// The shortest wait the assembler adapts down to.
+pub const MIN_LOSS_WAIT: Duration = Duration::from_millis(80);
+/// The longest wait the assembler adapts up to.
+pub const MAX_LOSS_WAIT: Duration = Duration::from_millis(900);
+/// Filled holes remembered for the wait.
+const FILL_SAMPLES: usize = 512;
+/// Share of recent filled holes the wait covers.
+const FILL_QUANTILE: f64 = 0.995;
+/// Added to that quantile: scheduling noise.
+const WAIT_MARGIN: Duration = Duration::from_millis(20);
 /// Most packets buffered; beyond this the oldest incomplete data is dropped.
 const MAX_BUFFERED: usize = 4096;
 /// A frame this far (in 90 kHz ticks: 500 ms) behind the newest one seen is stale: a live call
 /// skips it rather than showing the past (retransmissions after a network cut can complete
-/// frames from seconds ago).
+/// frames from seconds ago). While the loss wait is longer, a frame may be as old as the wait
+/// and half again.
 pub const MAX_FRAME_AGE_TICKS: u32 = 45_000;
 
 /// One RTP packet as the assembler needs it.
@@ -46,26 +64,98 @@ struct Buffered {
     arrived: Instant,
 }
 
+/// The wait for a hole, from how long recent holes took to fill.
+#[derive(Debug, Clone)]
+pub struct AdaptiveWait {
+    fills: std::collections::VecDeque<Duration>,
+    fixed: Option<Duration>,
+    current: Duration,
+}
+
+impl AdaptiveWait {
+    /// A wait that adapts, starting from [`DEFAULT_LOSS_WAIT`].
+    pub fn adaptive() -> Self {
+        Self {
+            fills: std::collections::VecDeque::new(),
+            fixed: None,
+            current: DEFAULT_LOSS_WAIT,
+        }
+    }
+
+    /// A wait that stays at `wait`.
+    pub fn fixed(wait: Duration) -> Self {
+        Self {
+            fills: std::collections::VecDeque::new(),
+            fixed: Some(wait),
+            current: wait,
+        }
+    }
+
+    /// The current wait.
+    pub fn current(&self) -> Duration {
+        self.current
+    }
+
+    /// A hole was filled `took` after it opened.
+    fn on_fill(&mut self, took: Duration) {
+        if self.fixed.is_some() {
+            return;
+        }
+        self.fills.push_back(took);
+        if self.fills.len() > FILL_SAMPLES {
+            self.fills.pop_front();
+        }
+        let mut sorted: Vec<Duration> = self.fills.iter().copied().collect();
+        sorted.sort();
+        let index = ((sorted.len() as f64 * FILL_QUANTILE).ceil() as usize).clamp(1, sorted.len());
+        let quantile = sorted[index - 1];
+        // Few samples say little about the tail: never below the default until there are many.
+        let floor = if sorted.len() < 32 {
+            DEFAULT_LOSS_WAIT
+        } else {
+            MIN_LOSS_WAIT
+        };
+        self.current = (quantile + WAIT_MARGIN).clamp(floor, MAX_LOSS_WAIT);
+    }
+}
+
 /// Buffers packets and releases complete frames in order.
 pub struct FrameAssembler {
     buffer: BTreeMap<u64, Buffered>,
     /// Extended sequence number of the next packet to release.
     next: Option<u64>,
     highest: Option<u64>,
-    loss_wait: Duration,
+    loss_wait: AdaptiveWait,
     lost_since_last_frame: bool,
     newest_timestamp: Option<u32>,
+    counts: AssemblerCounts,
+    /// Holes given up on, with when they opened: a packet that fills one later still tells how
+    /// long this path's repairs take (without it the wait would only learn from the repairs
+    /// quick enough to be waited for, and shrink until most were not).
+    skipped: BTreeMap<u64, Instant>,
+}
+
+/// Skipped holes remembered for late repairs.
+const MAX_SKIPPED: usize = 512;
+
+/// What an assembler had to give up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AssemblerCounts {
+    /// Times it gave up waiting for missing packets and skipped to the next frame.
+    pub holes_skipped: u64,
+    /// Frames completed too late to show.
+    pub stale_frames: u64,
 }
 
 impl Default for FrameAssembler {
     fn default() -> Self {
-        Self::new(DEFAULT_LOSS_WAIT)
+        Self::new(AdaptiveWait::adaptive())
     }
 }
 
 impl FrameAssembler {
     /// An assembler that waits `loss_wait` for missing packets.
-    pub fn new(loss_wait: Duration) -> Self {
+    pub fn new(loss_wait: AdaptiveWait) -> Self {
         Self {
             buffer: BTreeMap::new(),
             next: None,
@@ -73,6 +163,8 @@ impl FrameAssembler {
             loss_wait,
             lost_since_last_frame: false,
             newest_timestamp: None,
+            counts: AssemblerCounts::default(),
+            skipped: BTreeMap::new(),
         }
     }
 
@@ -89,7 +181,18 @@ impl FrameAssembler {
             self.next = Some(ext);
         }
         if self.next.is_some_and(|next| ext < next) {
+            if let Some(opened) = self.skipped.remove(&ext) {
+                self.loss_wait
+                    .on_fill(now.saturating_duration_since(opened));
+            }
             return self.drain(now); // duplicate or too late
+        }
+        if self.highest.is_some_and(|highest| ext < highest) && !self.buffer.contains_key(&ext) {
+            // A hole filled: it opened when the first packet after it arrived.
+            if let Some((_, after)) = self.buffer.range(ext + 1..).next() {
+                self.loss_wait
+                    .on_fill(now.saturating_duration_since(after.arrived));
+            }
         }
         self.buffer.entry(ext).or_insert(Buffered {
             packet,
@@ -101,6 +204,16 @@ impl FrameAssembler {
             self.next = self.buffer.keys().next().copied();
         }
         self.drain(now)
+    }
+
+    /// What the assembler gave up so far.
+    pub fn counts(&self) -> AssemblerCounts {
+        self.counts
+    }
+
+    /// How long a hole currently waits before the frames behind it are given up on.
+    pub fn loss_wait(&self) -> Duration {
+        self.loss_wait.current()
     }
 
     /// Releases frames whose holes have waited long enough; call on a timer too.
@@ -143,6 +256,7 @@ impl FrameAssembler {
                     self.next = Some(end + 1);
                     let timestamp = packets.first().map(|p| p.timestamp).unwrap_or(0);
                     if self.is_stale(timestamp) {
+                        self.counts.stale_frames += 1;
                         self.lost_since_last_frame = true;
                         continue;
                     }
@@ -163,9 +277,10 @@ impl FrameAssembler {
     }
 
     fn is_stale(&self, timestamp: u32) -> bool {
+        let wait_ticks = (self.loss_wait.current().as_millis() as u32).saturating_mul(90 * 3 / 2);
+        let max_age = MAX_FRAME_AGE_TICKS.max(wait_ticks);
         self.newest_timestamp.is_some_and(|newest| {
-            newest.wrapping_sub(timestamp) > MAX_FRAME_AGE_TICKS
-                && timestamp_after(newest, timestamp)
+            newest.wrapping_sub(timestamp) > max_age && timestamp_after(newest, timestamp)
         })
     }
 
@@ -193,7 +308,7 @@ impl FrameAssembler {
         let Some((&oldest_seq, oldest)) = self.buffer.iter().next() else {
             return false;
         };
-        if now.saturating_duration_since(oldest.arrived) < self.loss_wait {
+        if now.saturating_duration_since(oldest.arrived) < self.loss_wait.current() {
             return false;
         }
         // Drop everything up to the first packet that starts a new frame after `next`.
@@ -210,9 +325,19 @@ impl FrameAssembler {
         let Some(resume) = resume else {
             return false;
         };
+        let opened = oldest.arrived;
+        for seq in next..resume {
+            if !self.buffer.contains_key(&seq) {
+                self.skipped.insert(seq, opened);
+            }
+        }
+        while self.skipped.len() > MAX_SKIPPED {
+            self.skipped.pop_first();
+        }
         self.buffer.retain(|seq, _| *seq >= resume);
         self.next = Some(resume);
         self.lost_since_last_frame = true;
+        self.counts.holes_skipped += 1;
         true
     }
 
@@ -273,7 +398,7 @@ mod tests {
     #[test]
     fn a_lost_packet_is_given_up_on_after_the_wait() {
         let start = Instant::now();
-        let mut a = FrameAssembler::new(Duration::from_millis(100));
+        let mut a = FrameAssembler::new(AdaptiveWait::fixed(Duration::from_millis(100)));
         a.push(pkt(1, 0, false), start);
         // 2 (end of frame 0) is lost; frame 3000 arrives whole.
         assert!(a.push(pkt(3, 3000, false), start).is_empty());
@@ -307,6 +432,40 @@ mod tests {
         assert_eq!(frames.len(), 1, "only the live frame is released");
         assert_eq!(frames[0].timestamp, 93_000);
         assert!(frames[0].after_loss, "the decoder must resync");
+    }
+
+    /// Opens a hole at `seq` (frame `ts`), fills it `took` later; returns the time after.
+    fn fill_hole_after(a: &mut FrameAssembler, seq: u16, ts: u32, at: Instant, took: Duration) {
+        a.push(pkt(seq, ts, false), at);
+        a.push(pkt(seq + 2, ts, true), at);
+        a.push(pkt(seq + 1, ts, false), at + took);
+    }
+
+    #[test]
+    fn the_wait_follows_how_long_holes_take_to_fill() {
+        let mut t = Instant::now();
+        let mut a = FrameAssembler::default();
+        assert_eq!(a.loss_wait(), DEFAULT_LOSS_WAIT);
+        let mut seq = 0u16;
+        for i in 0..40u32 {
+            fill_hole_after(&mut a, seq, i * 3000, t, Duration::from_millis(350));
+            seq += 3;
+            t += Duration::from_millis(400);
+        }
+        assert_eq!(
+            a.loss_wait(),
+            Duration::from_millis(350) + WAIT_MARGIN,
+            "a slow path waits longer"
+        );
+        for i in 40..400u32 {
+            fill_hole_after(&mut a, seq, i * 3000, t, Duration::from_millis(30));
+            seq = seq.wrapping_add(3);
+            t += Duration::from_millis(40);
+        }
+        assert_eq!(a.loss_wait(), MIN_LOSS_WAIT, "a quick one gives up sooner");
+        let mut fixed = FrameAssembler::new(AdaptiveWait::fixed(Duration::from_millis(100)));
+        fill_hole_after(&mut fixed, 0, 0, t, Duration::from_millis(500));
+        assert_eq!(fixed.loss_wait(), Duration::from_millis(100));
     }
 
     #[test]

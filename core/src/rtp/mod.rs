@@ -2,4 +2,6 @@
 
 pub mod frame_assembler;
 
-pub use frame_assembler::{AssembledFrame, FrameAssembler, MediaPacket};
+pub use frame_assembler::{
+    AdaptiveWait, AssembledFrame, AssemblerCounts, FrameAssembler, MediaPacket,
+};

@@ -20,6 +20,7 @@ use webrtc::peer_connection::{
 
 use crate::udp_mux::{rewrite_candidates, UdpMux};
 use aula_transport::keyframe_requests::{KeyframeRequestInterceptor, KEYFRAME_REQUEST_SLOT};
+use aula_transport::nack::{NackGenerator, NackStats, NACK_GENERATOR_SLOT};
 use aula_transport::rtx_unwrap::{RtxUnwrapInterceptor, RTX_UNWRAP_SLOT};
 
 /// Longest wait for a connection to gather its (host-only) candidates.
@@ -44,6 +45,8 @@ pub struct ServerPeer {
     ufrag: String,
     mux: Arc<UdpMux>,
     gathered: GatherSignal,
+    /// Loss recovery on what this connection receives.
+    pub nack_stats: Arc<NackStats>,
 }
 
 impl ServerPeer {
@@ -58,12 +61,18 @@ impl ServerPeer {
         let password = Alphanumeric.sample_string(&mut rand::rng(), 32);
         let mut media_engine = MediaEngine::default();
         media_engine.register_default_codecs()?;
+        let nack_stats = Arc::new(NackStats::default());
         let registry = register_default_interceptors(Registry::new(), &mut media_engine)?
             .with(
                 Slot::from(KEYFRAME_REQUEST_SLOT),
                 KeyframeRequestInterceptor::default(),
             )
             .with(Slot::from(RTX_UNWRAP_SLOT), RtxUnwrapInterceptor::default())
+            // Replaces `webrtc`'s fixed-cycle generator (see `aula_transport::nack`).
+            .with(
+                Slot::from(NACK_GENERATOR_SLOT),
+                NackGenerator::new(Arc::clone(&nack_stats)),
+            )
             .with(
                 Slot::from(super::RTCP_OBSERVER_SLOT),
                 super::RtcpObserver::new(metrics),
@@ -100,6 +109,7 @@ impl ServerPeer {
             ufrag,
             mux: Arc::clone(mux),
             gathered,
+            nack_stats,
         })
     }
 
