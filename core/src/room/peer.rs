@@ -26,8 +26,9 @@ use webrtc::peer_connection::{
     RTCIceGatheringState, RTCPeerConnectionState,
 };
 
-use super::bandwidth::{PacingRateTap, SendBandwidth, SendEstimator, PACING_RATE_TAP_SLOT};
+use super::bandwidth::SendBandwidth;
 use super::{MediaTransport, RoomError, RoomOptions};
+use aula_transport::bwe::{PacingRateTap, SendEstimator, PACING_RATE_TAP_SLOT};
 
 /// Longest wait for local candidates before an offer or answer is sent without the rest.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -121,7 +122,7 @@ impl ClientPeer {
             // paces to it, and tells the encoders (see `bandwidth`).
             registry = configure_congestion_control(
                 registry,
-                SendEstimator::new(Arc::clone(shared)),
+                SendEstimator::new(Arc::clone(shared.estimate())),
                 CongestionFeedback::Twcc,
                 &mut media_engine,
             )
