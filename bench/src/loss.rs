@@ -66,6 +66,10 @@ pub struct LossCell {
     gaps_skipped: u64,
     /// Frames completed too late to show, summed (since joining).
     stale_frames: u64,
+    /// Frames dropped because a decoder was behind, summed (since joining).
+    decoder_overflows: u64,
+    /// Keyframes the publisher produced (since joining).
+    keyframes_sent: u64,
     /// The subscribers' loss wait at the end, ms (median).
     loss_wait_ms: f64,
 }
@@ -141,6 +145,7 @@ pub async fn run_cell(args: &LossArgs) -> anyhow::Result<LossCell> {
     let mut longest_freeze_ms: f64 = 0.0;
     let mut recovery = RecoveryStats::default();
     let (mut gaps_skipped, mut stale_frames, mut waits) = (0, 0, Vec::new());
+    let mut decoder_overflows = 0;
     for (room, log) in &subscribers {
         let window = log.summary(from, to, args.fps);
         fps.push(window.decoded_fps);
@@ -160,15 +165,24 @@ pub async fn run_cell(args: &LossArgs) -> anyhow::Result<LossCell> {
             keyframe_requests += video.keyframe_requests;
             gaps_skipped += video.gaps_skipped;
             stale_frames += video.stale_frames;
+            decoder_overflows += video.decoder_overflows;
             waits.push(video.loss_wait_ms);
         }
         let r = stats.receive_recovery;
         recovery.holes += r.holes;
         recovery.repaired += r.repaired;
         recovery.abandoned += r.abandoned;
+        recovery.fec_recovered += r.fec_recovered;
         recovery.requested += r.requested;
         recovery.rtt_ms = recovery.rtt_ms.max(r.rtt_ms);
     }
+    let keyframes_sent = publisher
+        .stats()
+        .published
+        .iter()
+        .filter(|p| p.kind == MediaKind::Video)
+        .map(|p| p.keyframes)
+        .sum();
     for (room, _) in &subscribers {
         room.disconnect().await;
     }
@@ -193,6 +207,8 @@ pub async fn run_cell(args: &LossArgs) -> anyhow::Result<LossCell> {
         recovery,
         gaps_skipped,
         stale_frames,
+        decoder_overflows,
+        keyframes_sent,
         loss_wait_ms: median(waits),
     })
 }

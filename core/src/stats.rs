@@ -15,6 +15,8 @@ pub struct RecoveryStats {
     pub repaired: u64,
     /// Of those, packets given up on.
     pub abandoned: u64,
+    /// Packets rebuilt from FEC repair packets.
+    pub fec_recovered: u64,
     /// Retransmissions asked for.
     pub requested: u64,
     /// The round trip the retransmission requests are timed by, ms.
@@ -29,6 +31,7 @@ impl RecoveryStats {
             holes: stats.holes.load(Relaxed),
             repaired: stats.repaired.load(Relaxed),
             abandoned: stats.abandoned.load(Relaxed),
+            fec_recovered: stats.fec_recovered.load(Relaxed),
             requested: stats.requested.load(Relaxed),
             rtt_ms: stats.rtt().as_secs_f64() * 1000.0,
         }
@@ -185,6 +188,8 @@ pub struct ReceivedStats {
     pub gaps_skipped: u64,
     /// Frames completed too late to be shown.
     pub stale_frames: u64,
+    /// Frames dropped because the decoder was behind (a busy machine).
+    pub decoder_overflows: u64,
     /// How long a frame behind a lost packet currently waits for its repair, ms (adapts to the
     /// path).
     pub loss_wait_ms: f64,

@@ -451,13 +451,17 @@ impl Session {
             ClientMessage::PublisherOffer { id, sdp } => {
                 if self.publisher.is_none() {
                     let events = self.peer_events_tx.clone();
-                    let peer =
-                        ServerPeer::new(&self.server.mux, &self.server.metrics, move |gathered| {
+                    let peer = ServerPeer::new(
+                        &self.server.mux,
+                        &self.server.metrics,
+                        None,
+                        move |gathered| {
                             Arc::new(PublisherEvents { gathered, events })
                                 as Arc<dyn PeerConnectionEventHandler>
-                        })
-                        .await
-                        .map_err(internal)?;
+                        },
+                    )
+                    .await
+                    .map_err(internal)?;
                     self.publisher = Some(peer);
                 }
                 let Some(peer) = self.publisher.as_ref() else {

@@ -117,6 +117,12 @@ impl BandwidthEstimate {
         self.target_bps.store(bps, Ordering::Relaxed);
     }
 
+    /// Sets the path's loss by hand (for tests and for senders that know their path).
+    pub fn set_loss_fraction(&self, loss: f64) {
+        self.loss_permille
+            .store((loss.clamp(0.0, 1.0) * 1000.0) as u64, Ordering::Relaxed);
+    }
+
     /// The estimate, for stats; `None` before the first feedback.
     pub fn snapshot(&self) -> Option<SendEstimate> {
         let target = self.target_bps()?;
@@ -375,6 +381,49 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for PacingRateTap {
 }
 
 impl Interceptor for PacingRateTap {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+    fn bind_remote_stream(&mut self, _info: &StreamInfo) {}
+    fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
+}
+
+/// Takes the pacer's slot on a connection that must not pace: an SFU forwards packets as they
+/// arrive (the publisher's pacer has already spread them), and pacing them again per
+/// subscriber only adds delay whenever what is forwarded briefly exceeds the estimate — the
+/// estimate's job there is to choose what to forward, not to hold packets back.
+#[derive(Default)]
+pub struct Unpaced {
+    read_queue: VecDeque<TaggedPacket>,
+    write_queue: VecDeque<TaggedPacket>,
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for Unpaced {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.read_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read_queue.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write_queue.pop_front()
+    }
+}
+
+impl Interceptor for Unpaced {
     fn bind_local_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}

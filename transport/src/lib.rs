@@ -4,11 +4,12 @@
 //! RTP/RTCP machinery they have in common, as `rtc` interceptors around plain, sans-IO logic:
 //! keyframe requests delivered to the application ([`keyframe_requests`]), RTX retransmissions
 //! turned back into the packets they repair ([`rtx_unwrap`]), loss recovery by NACK
-//! ([`nack`]) and send-side bandwidth estimation ([`bwe`]). It does no IO of its
+//! ([`nack`]) and FEC ([`fec`]), and send-side bandwidth estimation ([`bwe`]). It does no IO of its
 //! own and knows nothing of signaling (that is `aula-protocol`).
 #![deny(missing_docs)]
 
 pub mod bwe;
+pub mod fec;
 pub mod keyframe_requests;
 pub mod nack;
 pub mod rtx_unwrap;

@@ -57,6 +57,8 @@ pub struct NackStats {
     pub holes: AtomicU64,
     /// Holes filled afterwards (by retransmission, FEC or late arrival).
     pub repaired: AtomicU64,
+    /// Packets rebuilt from FEC (most of them fill a hole before it is asked for).
+    pub fec_recovered: AtomicU64,
     /// Holes given up on.
     pub abandoned: AtomicU64,
     /// Packets asked for (a packet asked for twice counts twice).
@@ -299,6 +301,12 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for NackGenerator {
 
     fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtp(packet) = &msg.message.packet {
+            if msg.message.has(&Attribute::RecoveredByFec) {
+                self.scheduler
+                    .stats
+                    .fec_recovered
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             self.scheduler.on_packet(
                 packet.header.ssrc,
                 packet.header.sequence_number,

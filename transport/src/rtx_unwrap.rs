@@ -16,8 +16,9 @@ use rtc::interceptor::{Attribute, Interceptor, Packet, StreamInfo, TaggedPacket}
 use rtc::sansio::Protocol;
 use rtc::shared::error::Error;
 
-/// Where the interceptor sits: after the FEC decoder (6 000), before the NACK generator (7 000).
-pub const RTX_UNWRAP_SLOT: usize = 6_500;
+/// Where the interceptor sits: before the FEC decoder (6 000), which can use a retransmitted
+/// packet to complete a repair group, and before the NACK generator (7 000).
+pub const RTX_UNWRAP_SLOT: usize = 5_500;
 
 /// The stream an RTX SSRC repairs.
 #[derive(Clone, Copy, Debug)]

@@ -5,14 +5,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 pub use aula_transport::bwe::{BandwidthEstimate, SendEstimate};
+pub use aula_transport::fec::FecStats;
 
 /// Share of the estimate left for audio, RTP/SRTP headers and retransmissions.
 const VIDEO_SHARE: f64 = 0.85;
 
-/// The publisher connection's estimate, and how many video tracks share it.
+/// The publisher connection's estimate, the FEC that protects it, and how many video tracks
+/// share what is left.
 #[derive(Debug, Default)]
 pub struct SendBandwidth {
     estimate: Arc<BandwidthEstimate>,
+    fec: Arc<FecStats>,
     video_tracks: AtomicUsize,
 }
 
@@ -22,12 +25,19 @@ impl SendBandwidth {
         &self.estimate
     }
 
-    /// What one video track may use now, bit/s: the estimate less audio and overhead, shared
-    /// equally by the video tracks, never above `configured_bps`.
+    /// The FEC sender's counters (its overhead comes out of the video budget).
+    pub fn fec(&self) -> &Arc<FecStats> {
+        &self.fec
+    }
+
+    /// What one video track may use now, bit/s: the estimate less audio, overhead and the FEC
+    /// that protects the video, shared equally by the video tracks, never above
+    /// `configured_bps`.
     pub fn video_budget_bps(&self, configured_bps: u32) -> Option<u32> {
         let target = self.estimate.target_bps()? as f64;
         let tracks = self.video_tracks.load(Ordering::Relaxed).max(1) as f64;
-        let share = (target * VIDEO_SHARE / tracks) as u32;
+        let fec = 1.0 + self.fec.overhead();
+        let share = (target * VIDEO_SHARE / fec / tracks) as u32;
         Some(share.min(configured_bps))
     }
 

@@ -29,6 +29,9 @@ use webrtc::peer_connection::{
 use super::bandwidth::SendBandwidth;
 use super::{MediaTransport, RoomError, RoomOptions};
 use aula_transport::bwe::{PacingRateTap, SendEstimator, PACING_RATE_TAP_SLOT};
+use aula_transport::fec::{
+    fec_receiver, register_flexfec, FecSender, FEC_RECEIVER_SLOT, FEC_SENDER_SLOT,
+};
 
 /// Longest wait for local candidates before an offer or answer is sent without the rest.
 const GATHER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -116,6 +119,7 @@ impl ClientPeer {
         media_engine
             .register_default_codecs()
             .map_err(webrtc_error)?;
+        register_flexfec(&mut media_engine).map_err(webrtc_error)?;
         let mut registry = Registry::new();
         if let Some(shared) = send_bandwidth {
             // A publishing connection estimates its uplink from the server's TWCC reports,
@@ -127,7 +131,11 @@ impl ClientPeer {
                 &mut media_engine,
             )
             .map_err(webrtc_error)?
-            .with(Slot::from(PACING_RATE_TAP_SLOT), PacingRateTap::default());
+            .with(Slot::from(PACING_RATE_TAP_SLOT), PacingRateTap::default())
+            .with(
+                Slot::from(FEC_SENDER_SLOT),
+                FecSender::new(Arc::clone(shared.estimate()), Arc::clone(shared.fec())),
+            );
         }
         let registry = register_default_interceptors(registry, &mut media_engine)
             .map_err(webrtc_error)?
@@ -136,6 +144,7 @@ impl ClientPeer {
                 KeyframeRequestInterceptor::default(),
             )
             .with(Slot::from(RTX_UNWRAP_SLOT), RtxUnwrapInterceptor::default())
+            .with(Slot::from(FEC_RECEIVER_SLOT), fec_receiver())
             // Replaces `webrtc`'s fixed-cycle generator (see `aula_transport::nack`).
             .with(
                 Slot::from(NACK_GENERATOR_SLOT),

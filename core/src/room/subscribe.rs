@@ -57,6 +57,7 @@ pub(crate) struct ReceiveCounters {
     height: u32,
     assembler: AssemblerCounts,
     loss_wait: Duration,
+    decoder_overflows: u64,
 }
 
 /// A subscribed track being received. Dropping it stops the reader and the decoder thread.
@@ -151,6 +152,7 @@ impl RemoteSubscription {
             height: c.height,
             gaps_skipped: c.assembler.holes_skipped,
             stale_frames: c.assembler.stale_frames,
+            decoder_overflows: c.decoder_overflows,
             loss_wait_ms: c.loss_wait.as_secs_f64() * 1000.0,
         }
     }
@@ -404,6 +406,10 @@ async fn read_video(
             };
             if decode_tx.try_send((access_unit, frame.after_loss)).is_err() {
                 // The decoder is behind: this frame is lost to it, so it must resync.
+                counters
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .decoder_overflows += 1;
                 let _ = keyframe_tx.send(KeyframeNeed::Wanted);
             }
         }

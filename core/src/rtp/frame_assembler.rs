@@ -457,7 +457,7 @@ mod tests {
             Duration::from_millis(350) + WAIT_MARGIN,
             "a slow path waits longer"
         );
-        for i in 40..400u32 {
+        for i in 40..700u32 {
             fill_hole_after(&mut a, seq, i * 3000, t, Duration::from_millis(30));
             seq = seq.wrapping_add(3);
             t += Duration::from_millis(40);
@@ -466,6 +466,30 @@ mod tests {
         let mut fixed = FrameAssembler::new(AdaptiveWait::fixed(Duration::from_millis(100)));
         fill_hole_after(&mut fixed, 0, 0, t, Duration::from_millis(500));
         assert_eq!(fixed.loss_wait(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn repairs_that_come_after_giving_up_still_lengthen_the_wait() {
+        let mut t = Instant::now();
+        let mut a = FrameAssembler::default();
+        let mut seq = 0u16;
+        for i in 0..40u32 {
+            // Frame i loses its second packet; frame i + 1 is whole; the wait runs out; the
+            // repair comes 600 ms after the hole opened.
+            a.push(pkt(seq, i * 6000, false), t);
+            a.push(pkt(seq + 2, i * 6000, true), t);
+            a.push(pkt(seq + 3, i * 6000 + 3000, true), t);
+            let released = a.poll(t + a.loss_wait() + Duration::from_millis(1));
+            assert!(!released.is_empty(), "frame {i} given up on");
+            a.push(
+                pkt(seq + 1, i * 6000, false),
+                t + Duration::from_millis(600),
+            );
+            seq += 4;
+            t += Duration::from_secs(1);
+        }
+        assert_eq!(a.counts().holes_skipped, 40);
+        assert_eq!(a.loss_wait(), Duration::from_millis(600) + WAIT_MARGIN);
     }
 
     #[test]

@@ -5,7 +5,7 @@ mod published_track;
 mod rtcp_observer;
 mod subscriber;
 
-pub use peer::{GatherSignal, PeerError, ServerPeer};
+pub use peer::{GatherSignal, PeerError, SendSide, ServerPeer};
 pub use published_track::{
     KeyframeDecision, KeyframeThrottle, PublishedTrack, MIN_KEYFRAME_REQUEST_INTERVAL,
 };

@@ -7,7 +7,9 @@ use std::time::Duration;
 use rand::distr::{Alphanumeric, SampleString};
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{Registry, Slot};
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_congestion_control, register_default_interceptors, CongestionFeedback,
+};
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -19,6 +21,10 @@ use webrtc::peer_connection::{
 };
 
 use crate::udp_mux::{rewrite_candidates, UdpMux};
+use aula_transport::bwe::{BandwidthEstimate, SendEstimator, Unpaced};
+use aula_transport::fec::{
+    fec_receiver, register_flexfec, FecSender, FecStats, FEC_RECEIVER_SLOT, FEC_SENDER_SLOT,
+};
 use aula_transport::keyframe_requests::{KeyframeRequestInterceptor, KEYFRAME_REQUEST_SLOT};
 use aula_transport::nack::{NackGenerator, NackStats, NACK_GENERATOR_SLOT};
 use aula_transport::rtx_unwrap::{RtxUnwrapInterceptor, RTX_UNWRAP_SLOT};
@@ -38,6 +44,15 @@ pub enum PeerError {
     WebRtc(#[from] webrtc::error::Error),
 }
 
+/// What a connection that sends media (a subscriber connection) measures about its path.
+#[derive(Clone, Default)]
+pub struct SendSide {
+    /// The bandwidth estimate from the subscriber's congestion feedback.
+    pub estimate: Arc<BandwidthEstimate>,
+    /// The FEC protecting what is sent.
+    pub fec: Arc<FecStats>,
+}
+
 /// A server-side peer connection with the identity it is routed by.
 pub struct ServerPeer {
     /// The connection.
@@ -52,22 +67,42 @@ pub struct ServerPeer {
 impl ServerPeer {
     /// Creates a connection routed on `mux`, its RTCP feedback counted in `metrics`. `handler` builds the event handler from the
     /// [`GatherSignal`] it must feed with gathering state changes.
+    /// A connection that sends media (`send_side`) estimates its path's bandwidth from the
+    /// client's congestion feedback, paces to it and protects video with FEC as the loss calls
+    /// for.
     pub async fn new(
         mux: &Arc<UdpMux>,
         metrics: &crate::metrics::Metrics,
+        send_side: Option<&SendSide>,
         handler: impl FnOnce(GatherSignal) -> Arc<dyn PeerConnectionEventHandler>,
     ) -> Result<Self, PeerError> {
         let ufrag = Alphanumeric.sample_string(&mut rand::rng(), 16);
         let password = Alphanumeric.sample_string(&mut rand::rng(), 32);
         let mut media_engine = MediaEngine::default();
         media_engine.register_default_codecs()?;
+        register_flexfec(&mut media_engine)?;
         let nack_stats = Arc::new(NackStats::default());
-        let registry = register_default_interceptors(Registry::new(), &mut media_engine)?
+        let mut registry = Registry::new();
+        if let Some(side) = send_side {
+            registry = configure_congestion_control(
+                registry,
+                SendEstimator::new(Arc::clone(&side.estimate)),
+                CongestionFeedback::Twcc,
+                &mut media_engine,
+            )?
+            .with(Slot::Pacer, Unpaced::default())
+            .with(
+                Slot::from(FEC_SENDER_SLOT),
+                FecSender::new(Arc::clone(&side.estimate), Arc::clone(&side.fec)),
+            );
+        }
+        let registry = register_default_interceptors(registry, &mut media_engine)?
             .with(
                 Slot::from(KEYFRAME_REQUEST_SLOT),
                 KeyframeRequestInterceptor::default(),
             )
             .with(Slot::from(RTX_UNWRAP_SLOT), RtxUnwrapInterceptor::default())
+            .with(Slot::from(FEC_RECEIVER_SLOT), fec_receiver())
             // Replaces `webrtc`'s fixed-cycle generator (see `aula_transport::nack`).
             .with(
                 Slot::from(NACK_GENERATOR_SLOT),

@@ -23,7 +23,7 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
-use super::peer::{GatherSignal, PeerError, ServerPeer};
+use super::peer::{GatherSignal, PeerError, SendSide, ServerPeer};
 use super::published_track::PublishedTrack;
 use crate::metrics::{KindLabel, Metrics};
 use crate::outbox::Outbox;
@@ -99,6 +99,8 @@ pub struct Subscriber {
     /// Whether the connection is up; forwards ask for a keyframe when it comes up, since
     /// whatever was sent before reached nobody.
     connected: watch::Sender<bool>,
+    /// The downlink's estimate and FEC.
+    send_side: SendSide,
 }
 
 impl Subscriber {
@@ -110,6 +112,7 @@ impl Subscriber {
             metrics,
             state: Mutex::new(State::default()),
             connected: watch::channel(false).0,
+            send_side: SendSide::default(),
         }
     }
 
@@ -127,12 +130,17 @@ impl Subscriber {
         if state.peer.is_none() {
             let connected = self.connected.clone();
             state.peer = Some(
-                ServerPeer::new(&self.mux, &self.metrics, move |gathered| {
-                    Arc::new(SubscriberEvents {
-                        gathered,
-                        connected,
-                    }) as Arc<dyn PeerConnectionEventHandler>
-                })
+                ServerPeer::new(
+                    &self.mux,
+                    &self.metrics,
+                    Some(&self.send_side),
+                    move |gathered| {
+                        Arc::new(SubscriberEvents {
+                            gathered,
+                            connected,
+                        }) as Arc<dyn PeerConnectionEventHandler>
+                    },
+                )
                 .await?,
             );
         }
