@@ -37,6 +37,9 @@ pub struct LossArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Print, every second, what each subscriber decoded and what the publisher sent.
+    #[arg(long)]
+    pub timeline: bool,
 }
 
 /// One cell of the loss table.
@@ -134,7 +137,16 @@ pub async fn run_cell(args: &LossArgs) -> anyhow::Result<LossCell> {
         path.set_down(link(args));
     }
     let from = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
+    let end = from + Duration::from_secs_f64(args.duration);
+    let mut second = from;
+    while second < end {
+        let next = (second + Duration::from_secs(1)).min(end);
+        tokio::time::sleep_until(next.into()).await;
+        if args.timeline {
+            print_second(from, second, next, &publisher, &subscribers, args.fps);
+        }
+        second = next;
+    }
     let to = Instant::now();
     let mut fps = Vec::new();
     let mut p50 = Vec::new();
@@ -246,6 +258,55 @@ pub async fn run_table(args: LossArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// One line of `--timeline`: each subscriber's second `from..to`, and the publisher's layers.
+fn print_second(
+    start: Instant,
+    from: Instant,
+    to: Instant,
+    publisher: &aula_core::Room,
+    subscribers: &[(aula_core::Room, Arc<FrameLog>)],
+    fps: u32,
+) {
+    let mut line = format!("t={:>5.1}s", to.duration_since(start).as_secs_f64());
+    for (room, log) in subscribers {
+        let w = log.summary(from, to, fps);
+        let stats = room.stats();
+        let video = stats.received.iter().find(|r| r.kind == MediaKind::Video);
+        line += &format!(
+            " | {:>2} fps {:>4}p p95 {:>4.0} ms kf-req {:>3} skip {:>3} layer {}",
+            w.frames,
+            w.height,
+            w.latency_ms.p95,
+            video.map_or(0, |v| v.keyframe_requests),
+            video.map_or(0, |v| v.gaps_skipped),
+            video
+                .and_then(|v| v.layer)
+                .map_or("-".to_owned(), |l| l.to_string()),
+        );
+    }
+    let sent = publisher.stats();
+    if let Some(video) = sent.published.iter().find(|p| p.kind == MediaKind::Video) {
+        let layers: Vec<String> = video
+            .layers
+            .iter()
+            .map(|l| {
+                if l.active {
+                    format!("{}p {:.0}k", l.height, l.bitrate_kbps)
+                } else {
+                    format!("{}p off", l.height)
+                }
+            })
+            .collect();
+        line += &format!(
+            " | sent kf {} {} est {:.0}k",
+            video.keyframes,
+            layers.join(" "),
+            sent.send_estimate.map_or(0.0, |e| e.target_kbps)
+        );
+    }
+    println!("{line}");
 }
 
 fn print_header() {

@@ -23,5 +23,5 @@ pub use room::{
     AudioSink, AudioSource, ConnectionState, DisconnectReason, IceServer, MediaTransport, Room,
     RoomError, RoomEvent, RoomOptions, RoomStats, VideoPublishOptions, VideoSink, VideoSource,
 };
-pub use stats::{Percentiles, PublishedStats, ReceivedStats, RecoveryStats};
+pub use stats::{Percentiles, PublishedLayerStats, PublishedStats, ReceivedStats, RecoveryStats};
 pub use whiteboard::{Whiteboard, WhiteboardError, WhiteboardEvent};

@@ -144,8 +144,30 @@ pub struct PublishedStats {
     /// Average encoded bitrate since the track started, kbit/s.
     pub bitrate_kbps: f64,
     /// The encoder's current target, kbit/s (it follows the bandwidth estimate; 0 for audio and
-    /// app-encoded video).
+    /// app-encoded video). With simulcast, the sum over the layers.
     pub target_bitrate_kbps: f64,
+    /// Simulcast layers, lowest first (empty for a track sent as one stream).
+    pub layers: Vec<PublishedLayerStats>,
+}
+
+/// What one simulcast layer of a published track is doing.
+#[derive(Clone, Debug, Serialize)]
+pub struct PublishedLayerStats {
+    /// Picture width.
+    pub width: u32,
+    /// Picture height.
+    pub height: u32,
+    /// Whether the layer is being sent (it stops when the uplink cannot carry it or nobody
+    /// watches it).
+    pub active: bool,
+    /// The layer encoder's target, kbit/s.
+    pub target_bitrate_kbps: f64,
+    /// What the layer sent over the last second, kbit/s.
+    pub bitrate_kbps: f64,
+    /// Frames sent.
+    pub frames_sent: u64,
+    /// Keyframes sent.
+    pub keyframes: u64,
 }
 
 /// What one subscribed track delivered.
@@ -193,6 +215,9 @@ pub struct ReceivedStats {
     /// How long a frame behind a lost packet currently waits for its repair, ms (adapts to the
     /// path).
     pub loss_wait_ms: f64,
+    /// The simulcast layer the server forwards (an index into the track's layers), for a
+    /// simulcast track.
+    pub layer: Option<u8>,
     /// Width of the last decoded frame.
     pub width: u32,
     /// Height of the last decoded frame.

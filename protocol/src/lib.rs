@@ -15,6 +15,7 @@ pub mod whiteboard;
 pub use ids::{ParticipantId, TrackSid};
 pub use signal::{
     ClientMessage, ErrorCode, IceCandidate, LeaveReason, MediaKind, ParticipantInfo, PeerRole,
-    RoomInfo, ServerMessage, TrackInfo, TrackSource, MAX_SIGNAL_MESSAGE_BYTES, PROTOCOL_VERSION,
+    RoomInfo, ServerMessage, TrackInfo, TrackSource, VideoLayer, MAX_SIGNAL_MESSAGE_BYTES,
+    MAX_VIDEO_LAYERS, PROTOCOL_VERSION,
 };
 pub use token::{unix_now, Claims, Grants, Role, TokenError};

@@ -87,6 +87,22 @@ pub struct IceCandidate {
     pub username_fragment: Option<String>,
 }
 
+/// Most simulcast layers one video track may have.
+pub const MAX_VIDEO_LAYERS: usize = 4;
+
+/// One simulcast layer of a video track: an encoding of the same picture at its own size and
+/// bitrate, sent as its own RTP stream. A track's layers are listed lowest first; layer `i` of a
+/// track announced with client id `cid` is the WebRTC track with id `cid.i`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VideoLayer {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// The most the publisher sends on this layer, bit/s.
+    pub max_bitrate_bps: u32,
+}
+
 /// A published track as others see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrackInfo {
@@ -105,6 +121,9 @@ pub struct TrackInfo {
     /// Video height in pixels, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub height: Option<u32>,
+    /// Simulcast layers, lowest first; empty for a track sent as one stream.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<VideoLayer>,
 }
 
 /// A participant as others see it.
@@ -169,6 +188,11 @@ pub enum ClientMessage {
         /// Video height, when known.
         #[serde(default)]
         height: Option<u32>,
+        /// Simulcast layers, lowest first (at most [`MAX_VIDEO_LAYERS`]): the client then adds
+        /// one WebRTC track per layer, with ids `cid.0`, `cid.1`, … Empty (the default) for
+        /// one stream with id `cid`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        layers: Vec<VideoLayer>,
     },
     /// Stops publishing a track. Reply: [`ServerMessage::Ok`].
     UnpublishTrack {
@@ -370,6 +394,23 @@ pub enum ServerMessage {
     Leave {
         /// Why.
         reason: LeaveReason,
+    },
+    /// To a publisher: the simulcast layers of one of its tracks that some subscriber takes.
+    /// The publisher may stop encoding the others until they are wanted again (layer 0 is
+    /// always wanted). Sent when the set changes.
+    LayersWanted {
+        /// The track.
+        sid: TrackSid,
+        /// Indices of the wanted layers, ascending.
+        layers: Vec<u8>,
+    },
+    /// To a subscriber: the simulcast layer of a track now forwarded to it (the server picks
+    /// the best one its downlink carries, and switches on keyframes).
+    LayerForwarded {
+        /// The track.
+        sid: TrackSid,
+        /// Index of the layer, into the track's `layers`.
+        layer: u8,
     },
 }
 

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use aula_protocol::signal::LeaveReason;
 use aula_protocol::{
-    ClientMessage, ErrorCode, IceCandidate, ParticipantId, ParticipantInfo, PeerRole,
-    ServerMessage, TokenError, TrackInfo, TrackSid, MAX_SIGNAL_MESSAGE_BYTES, PROTOCOL_VERSION,
+    ClientMessage, ErrorCode, IceCandidate, MediaKind, ParticipantId, ParticipantInfo, PeerRole,
+    ServerMessage, TokenError, TrackInfo, TrackSid, TrackSource, VideoLayer,
+    MAX_SIGNAL_MESSAGE_BYTES, MAX_VIDEO_LAYERS, PROTOCOL_VERSION,
 };
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures::{SinkExt, StreamExt};
@@ -273,6 +274,7 @@ async fn join(
         auto_subscribe,
         outbox.clone(),
         Subscriber::new(
+            id.clone(),
             Arc::clone(&server.mux),
             outbox.clone(),
             Arc::clone(&server.metrics),
@@ -308,6 +310,7 @@ async fn join(
         outbox: outbox.clone(),
         publisher: None,
         announced: HashMap::new(),
+        layered: HashMap::new(),
         peer_events_tx,
         peer_events,
         rate: MessageRate::new(
@@ -348,6 +351,8 @@ struct Session {
     publisher: Option<ServerPeer>,
     /// Tracks announced with `publish_track` whose media has not arrived yet, by client id.
     announced: HashMap<String, TrackInfo>,
+    /// Published simulcast tracks, by client id, for their later layers to attach to.
+    layered: HashMap<String, Arc<PublishedTrack>>,
     peer_events_tx: mpsc::Sender<PeerEvent>,
     peer_events: mpsc::Receiver<PeerEvent>,
     rate: MessageRate,
@@ -402,6 +407,7 @@ impl Session {
                 name,
                 width,
                 height,
+                layers,
             } => {
                 if !self.participant.grants.can_publish(source) {
                     return Err((
@@ -421,6 +427,7 @@ impl Session {
                 {
                     return Err((ErrorCode::InvalidRequest, "too many tracks".into()));
                 }
+                check_layers(source, &layers)?;
                 let track = TrackInfo {
                     sid: TrackSid::from_counter(self.server.rooms.next_counter()),
                     kind: source.kind(),
@@ -428,6 +435,7 @@ impl Session {
                     name: name.chars().take(128).collect(),
                     width,
                     height,
+                    layers,
                 };
                 self.announced.insert(cid.clone(), track.clone());
                 self.outbox.send(ServerMessage::TrackPublished {
@@ -440,6 +448,7 @@ impl Session {
             ClientMessage::UnpublishTrack { id, sid } => {
                 let before = self.announced.len();
                 self.announced.retain(|_, t| t.sid != sid);
+                self.layered.retain(|_, t| t.info.sid != sid);
                 let existed = self.room.unpublish(&self.participant, &sid).await
                     || self.announced.len() != before;
                 if !existed {
@@ -539,22 +548,50 @@ impl Session {
     async fn on_peer_event(&mut self, event: PeerEvent) {
         match event {
             PeerEvent::Track(remote) => {
-                let cid = remote.track_id().await;
+                let track_id = remote.track_id().await;
+                // A whole track has its client id; layer `i` of a simulcast track is `cid.i`.
+                let (cid, layer) = match track_id.rsplit_once('.') {
+                    Some((cid, layer))
+                        if !self.announced.contains_key(&track_id)
+                            && (self.announced.contains_key(cid)
+                                || self.layered.contains_key(cid)) =>
+                    {
+                        match layer.parse::<u8>() {
+                            Ok(layer) => (cid.to_owned(), layer),
+                            Err(_) => (track_id.clone(), 0),
+                        }
+                    }
+                    _ => (track_id.clone(), 0),
+                };
+                if let Some(track) = self.layered.get(&cid) {
+                    track.attach_layer(layer, remote).await;
+                    return;
+                }
                 let Some(info) = self.announced.remove(&cid) else {
                     tracing::warn!(participant = %self.participant.id(), "media for a track that was not announced; ignored");
                     return;
                 };
+                if usize::from(layer) >= info.layers.len().max(1) {
+                    tracing::warn!(participant = %self.participant.id(), layer, "media for a layer that was not announced; ignored");
+                    self.announced.insert(cid, info);
+                    return;
+                }
                 let Some(track) = PublishedTrack::start(
                     info,
                     self.participant.id().clone(),
+                    layer,
                     remote,
                     self.server.metrics.keyframe_requests.clone(),
+                    self.outbox.clone(),
                 )
                 .await
                 else {
                     return;
                 };
-                tracing::info!(participant = %self.participant.id(), track = %track.info.sid, kind = %track.info.kind, "track published");
+                if track.layer_count() > 1 {
+                    self.layered.insert(cid, Arc::clone(&track));
+                }
+                tracing::info!(participant = %self.participant.id(), track = %track.info.sid, kind = %track.info.kind, layers = track.layer_count(), "track published");
                 self.room.publish(&self.participant, track).await;
             }
         }
@@ -570,6 +607,36 @@ impl Session {
             peer.close().await;
         }
     }
+}
+
+/// Checks the simulcast layers a client announces: video only, at most [`MAX_VIDEO_LAYERS`],
+/// sizes and rates in range and growing from the first to the last.
+fn check_layers(source: TrackSource, layers: &[VideoLayer]) -> Result<(), (ErrorCode, String)> {
+    let refuse = |why: &str| Err((ErrorCode::InvalidRequest, format!("layers: {why}")));
+    if layers.is_empty() {
+        return Ok(());
+    }
+    if source.kind() != MediaKind::Video {
+        return refuse("only video tracks have layers");
+    }
+    if layers.len() > MAX_VIDEO_LAYERS {
+        return refuse(&format!("at most {MAX_VIDEO_LAYERS}"));
+    }
+    let valid = |l: &VideoLayer| {
+        (16..=4096).contains(&l.width)
+            && (16..=4096).contains(&l.height)
+            && (10_000..=100_000_000).contains(&l.max_bitrate_bps)
+    };
+    if !layers.iter().all(valid) {
+        return refuse("sizes must be 16 to 4096 pixels and rates 10 kbit/s to 100 Mbit/s");
+    }
+    if layers
+        .windows(2)
+        .any(|w| w[1].width * w[1].height < w[0].width * w[0].height)
+    {
+        return refuse("must be listed smallest first");
+    }
+    Ok(())
 }
 
 fn internal(err: impl std::fmt::Display) -> (ErrorCode, String) {

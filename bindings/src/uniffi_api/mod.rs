@@ -370,5 +370,6 @@ fn video_options(
             bitrate_bps
         },
         name,
+        ..VideoPublishOptions::default()
     })
 }

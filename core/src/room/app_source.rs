@@ -22,9 +22,8 @@ use std::time::Duration;
 use aula_protocol::TrackInfo;
 use bytes::Bytes;
 use tokio::sync::mpsc;
-use webrtc::rtp_transceiver::RtpSender;
 
-use super::publish::{LocalPublication, PreparedTrack, SendCounters};
+use super::publish::{BoundStream, LocalPublication, SendCounters, StreamInput};
 use super::{RoomError, VideoSource};
 use crate::media::{FrameStamp, H264Decoder, MediaError, VideoFrame, MAX_DIMENSION};
 
@@ -433,9 +432,7 @@ impl EncodedVideoFeed {
 /// that forwards keyframe requests to the app, and the usual writer. Needs a tokio runtime.
 pub(crate) fn start_encoded(
     info: TrackInfo,
-    prepared: PreparedTrack,
-    sender: Arc<dyn RtpSender>,
-    payload_type: u8,
+    bound: BoundStream,
     fps_hint: u32,
 ) -> (LocalPublication, EncodedVideoFeed) {
     let (tx, rx) = mpsc::channel::<(Bytes, Duration)>(ENCODED_QUEUE);
@@ -458,13 +455,10 @@ pub(crate) fn start_encoded(
     tokio::spawn(forward_keyframe_requests(Arc::downgrade(&shared)));
     let publication = LocalPublication::start(
         info,
-        sender,
-        &prepared,
-        payload_type,
-        rx,
-        counters,
+        vec![bound],
+        vec![StreamInput::new(rx, counters, Some(keyframe_wanted))],
         stop,
-        Some(keyframe_wanted),
+        None,
     );
     (publication, EncodedVideoFeed { shared })
 }

@@ -6,6 +6,7 @@ pub mod bandwidth;
 mod degradation;
 mod peer;
 mod publish;
+mod simulcast;
 mod sinks;
 mod subscribe;
 
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 use aula_protocol::signal::LeaveReason;
 use aula_protocol::{
     Claims, ClientMessage, ErrorCode, MediaKind, ParticipantId, ParticipantInfo, RoomInfo,
-    ServerMessage, TrackInfo, TrackSid, TrackSource, PROTOCOL_VERSION,
+    ServerMessage, TrackInfo, TrackSid, TrackSource, VideoLayer, PROTOCOL_VERSION,
 };
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use tokio::sync::mpsc;
@@ -262,6 +263,10 @@ pub struct VideoPublishOptions {
     pub bitrate_bps: u32,
     /// Label shown to others.
     pub name: String,
+    /// Send a camera as simulcast layers (full, half and quarter size, as far as they are at
+    /// least 240 pixels wide), so every subscriber gets the layer its downlink carries
+    /// (default `true`). Screen shares are always one stream that keeps its resolution.
+    pub simulcast: bool,
 }
 
 impl Default for VideoPublishOptions {
@@ -270,6 +275,7 @@ impl Default for VideoPublishOptions {
             source: TrackSource::Camera,
             bitrate_bps: 1_500_000,
             name: "camera".into(),
+            simulcast: true,
         }
     }
 }
@@ -315,6 +321,8 @@ struct Inner {
     bandwidth: Arc<bandwidth::SendBandwidth>,
     /// Loss recovery on the subscriber connection (kept across reconnects).
     receive_recovery: Arc<NackStats>,
+    /// The simulcast layer the server forwards, per subscribed track.
+    forwarded_layers: Mutex<HashMap<TrackSid, u8>>,
 }
 
 /// A joined room. Cheap to clone; every clone is the same room.
@@ -391,6 +399,7 @@ impl Room {
             whiteboard_reader: Mutex::new(None),
             bandwidth: Arc::default(),
             receive_recovery: Arc::default(),
+            forwarded_layers: Mutex::new(HashMap::new()),
         });
         inner.attach_whiteboard();
         let weak = Arc::downgrade(&inner);
@@ -473,19 +482,33 @@ impl Room {
             ));
         }
         let (width, height) = (source.width(), source.height());
-        let (info, prepared, sender, pt) = self
+        let layers = if options.simulcast && options.source == TrackSource::Camera {
+            simulcast::simulcast_layers(width, height, options.bitrate_bps)
+        } else {
+            Vec::new()
+        };
+        let announced: Vec<VideoLayer> = if layers.len() > 1 {
+            layers.iter().map(|l| l.info()).collect()
+        } else {
+            Vec::new()
+        };
+        let (info, bound) = self
             .inner
-            .add_local_track(options.source, &options.name, Some((width, height)))
+            .add_local_track(
+                options.source,
+                &options.name,
+                Some((width, height)),
+                announced,
+            )
             .await?;
         let publication = publish::start_video(
             info.clone(),
-            prepared,
-            sender,
-            pt,
+            bound,
             Box::new(source),
             publish::VideoEncodeSettings {
                 bitrate_bps: options.bitrate_bps,
                 source_kind: options.source,
+                layers,
                 share: self.inner.bandwidth.video_track(),
             },
         )?;
@@ -515,12 +538,20 @@ impl Room {
                 "a video track needs a camera or screen-share source".into(),
             ));
         }
-        let (info, prepared, sender, pt) = self
+        let (info, bound) = self
             .inner
-            .add_local_track(options.source, &options.name, Some((width, height)))
+            .add_local_track(
+                options.source,
+                &options.name,
+                Some((width, height)),
+                Vec::new(),
+            )
             .await?;
-        let (publication, feed) =
-            app_source::start_encoded(info.clone(), prepared, sender, pt, fps_hint);
+        let bound = bound
+            .into_iter()
+            .next()
+            .ok_or_else(|| RoomError::Internal("no stream for the track".into()))?;
+        let (publication, feed) = app_source::start_encoded(info.clone(), bound, fps_hint);
         lock(&self.inner.publications).push(publication);
         Ok((info, feed))
     }
@@ -531,12 +562,15 @@ impl Room {
         source: impl AudioSource,
         name: &str,
     ) -> Result<TrackInfo, RoomError> {
-        let (info, prepared, sender, pt) = self
+        let (info, bound) = self
             .inner
-            .add_local_track(TrackSource::Microphone, name, None)
+            .add_local_track(TrackSource::Microphone, name, None, Vec::new())
             .await?;
-        let publication =
-            publish::start_audio(info.clone(), prepared, sender, pt, Box::new(source))?;
+        let bound = bound
+            .into_iter()
+            .next()
+            .ok_or_else(|| RoomError::Internal("no stream for the track".into()))?;
+        let publication = publish::start_audio(info.clone(), bound, Box::new(source))?;
         lock(&self.inner.publications).push(publication);
         Ok(info)
     }
@@ -563,10 +597,12 @@ impl Room {
             .await?;
         let publisher = self.inner.publisher.lock().await;
         if let Some(peer) = publisher.as_ref() {
-            peer.pc
-                .remove_track(&publication.sender)
-                .await
-                .map_err(peer::webrtc_error)?;
+            for sender in publication.senders() {
+                peer.pc
+                    .remove_track(&sender)
+                    .await
+                    .map_err(peer::webrtc_error)?;
+            }
             self.inner.negotiate_publisher(peer).await?;
         }
         Ok(())
@@ -611,6 +647,12 @@ impl Room {
             .map(RemoteSubscription::stats)
             .collect();
         received.sort_by(|a, b| a.track_sid.cmp(&b.track_sid));
+        {
+            let layers = lock(&self.inner.forwarded_layers);
+            for r in &mut received {
+                r.layer = layers.get(&r.track_sid).copied();
+            }
+        }
         RoomStats {
             join_ms: self.inner.join_ms,
             send_estimate: self.inner.bandwidth.snapshot(),
@@ -783,44 +825,25 @@ impl Inner {
         .await?;
         let mut moved = Vec::new();
         for old in &announced {
-            let cid = format!(
-                "{}-{}",
-                old.kind,
-                self.next_cid.fetch_add(1, Ordering::Relaxed)
-            );
-            let id = self.signal().next_id();
-            let reply = self
-                .signal()
-                .request(ClientMessage::PublishTrack {
-                    id,
-                    cid: cid.clone(),
-                    source: old.source,
-                    name: old.name.clone(),
-                    width: old.width,
-                    height: old.height,
-                })
+            let (info, cid) = self
+                .announce(
+                    old.source,
+                    &old.name,
+                    old.width.zip(old.height),
+                    old.layers.clone(),
+                )
                 .await?;
-            let ServerMessage::TrackPublished { track: info, .. } = reply else {
-                return Err(RoomError::Internal(
-                    "unexpected reply to publish_track".into(),
-                ));
-            };
-            let prepared = publish::prepare_track(stream_id.as_str(), &cid, old.kind)?;
-            let sender = peer
-                .pc
-                .add_track(Arc::clone(&prepared.track) as Arc<dyn TrackLocal>)
-                .await
-                .map_err(peer::webrtc_error)?;
-            moved.push((old.sid.clone(), info, prepared, sender));
+            let streams = add_streams(&peer, stream_id.as_str(), &cid, &info).await?;
+            moved.push((old.sid.clone(), info, streams));
         }
         self.negotiate_publisher(&peer).await?;
-        for (old_sid, info, prepared, sender) in moved {
-            let pt = publish::negotiated_payload_type(&sender, &prepared.codec).await?;
+        for (old_sid, info, streams) in moved {
+            let bound = bind_streams(streams).await?;
             if let Some(publication) = lock(&self.publications)
                 .iter_mut()
                 .find(|p| p.info.sid == old_sid)
             {
-                publication.rebind(info, sender, &prepared, pt);
+                publication.rebind(info, bound);
             }
         }
         *publisher = Some(peer);
@@ -864,22 +887,14 @@ impl Inner {
         }
     }
 
-    /// Announces a track, adds it to the publisher connection and negotiates.
-    async fn add_local_track(
+    /// Announces a track to the server; returns it and the client id its streams are named by.
+    async fn announce(
         &self,
         source: TrackSource,
         name: &str,
         size: Option<(u32, u32)>,
-    ) -> Result<
-        (
-            TrackInfo,
-            publish::PreparedTrack,
-            Arc<dyn webrtc::rtp_transceiver::RtpSender>,
-            u8,
-        ),
-        RoomError,
-    > {
-        self.ensure_open()?;
+        layers: Vec<VideoLayer>,
+    ) -> Result<(TrackInfo, String), RoomError> {
         let kind = source.kind();
         let cid = format!("{kind}-{}", self.next_cid.fetch_add(1, Ordering::Relaxed));
         let id = self.signal().next_id();
@@ -892,6 +907,7 @@ impl Inner {
                 name: name.to_owned(),
                 width: size.map(|s| s.0),
                 height: size.map(|s| s.1),
+                layers,
             })
             .await?;
         let ServerMessage::TrackPublished { track: info, .. } = reply else {
@@ -899,8 +915,22 @@ impl Inner {
                 "unexpected reply to publish_track".into(),
             ));
         };
+        Ok((info, cid))
+    }
+
+    /// Announces a track (with its simulcast `layers`, if any), adds its streams to the
+    /// publisher connection and negotiates. Returns the track and its streams, lowest layer
+    /// first.
+    async fn add_local_track(
+        &self,
+        source: TrackSource,
+        name: &str,
+        size: Option<(u32, u32)>,
+        layers: Vec<VideoLayer>,
+    ) -> Result<(TrackInfo, Vec<publish::BoundStream>), RoomError> {
+        self.ensure_open()?;
+        let (info, cid) = self.announce(source, name, size, layers).await?;
         let stream_id = read(&self.local).id.clone();
-        let prepared = publish::prepare_track(stream_id.as_str(), &cid, kind)?;
         let mut publisher = self.publisher.lock().await;
         if publisher.is_none() {
             *publisher = Some(
@@ -917,14 +947,10 @@ impl Inner {
         let Some(peer) = publisher.as_ref() else {
             return Err(RoomError::Internal("publisher connection missing".into()));
         };
-        let sender = peer
-            .pc
-            .add_track(Arc::clone(&prepared.track) as Arc<dyn TrackLocal>)
-            .await
-            .map_err(peer::webrtc_error)?;
+        let streams = add_streams(peer, stream_id.as_str(), &cid, &info).await?;
         self.negotiate_publisher(peer).await?;
-        let pt = publish::negotiated_payload_type(&sender, &prepared.codec).await?;
-        Ok((info, prepared, sender, pt))
+        let bound = bind_streams(streams).await?;
+        Ok((info, bound))
     }
 
     async fn negotiate_publisher(&self, peer: &ClientPeer) -> Result<(), RoomError> {
@@ -1014,6 +1040,17 @@ impl Inner {
             }
             ServerMessage::Leave { reason } => {
                 return Some(DisconnectReason::ServerRequest(reason));
+            }
+            ServerMessage::LayersWanted { sid, layers } => {
+                if let Some(publication) =
+                    lock(&self.publications).iter().find(|p| p.info.sid == sid)
+                {
+                    publication.set_wanted_layers(&layers);
+                }
+            }
+            ServerMessage::LayerForwarded { sid, layer } => {
+                // It may come before the track's media does.
+                lock(&self.forwarded_layers).insert(sid, layer);
             }
             ServerMessage::Error { code, message, .. } => {
                 tracing::warn!(%code, message, "server reported an error");
@@ -1132,6 +1169,59 @@ impl Drop for Inner {
             publication.stop();
         }
     }
+}
+
+/// Adds the streams of `info` (one, or one per simulcast layer, named `cid.i`) to `peer`.
+async fn add_streams(
+    peer: &ClientPeer,
+    stream_id: &str,
+    cid: &str,
+    info: &TrackInfo,
+) -> Result<
+    Vec<(
+        publish::PreparedTrack,
+        Arc<dyn webrtc::rtp_transceiver::RtpSender>,
+    )>,
+    RoomError,
+> {
+    let track_ids: Vec<String> = if info.layers.is_empty() {
+        vec![cid.to_owned()]
+    } else {
+        (0..info.layers.len())
+            .map(|i| format!("{cid}.{i}"))
+            .collect()
+    };
+    let mut streams = Vec::new();
+    for track_id in track_ids {
+        let prepared = publish::prepare_track(stream_id, &track_id, info.kind)?;
+        let sender = peer
+            .pc
+            .add_track(Arc::clone(&prepared.track) as Arc<dyn TrackLocal>)
+            .await
+            .map_err(peer::webrtc_error)?;
+        streams.push((prepared, sender));
+    }
+    Ok(streams)
+}
+
+/// The negotiated payload types of streams added with [`add_streams`].
+async fn bind_streams(
+    streams: Vec<(
+        publish::PreparedTrack,
+        Arc<dyn webrtc::rtp_transceiver::RtpSender>,
+    )>,
+) -> Result<Vec<publish::BoundStream>, RoomError> {
+    let mut bound = Vec::new();
+    for (prepared, sender) in streams {
+        let payload_type = publish::negotiated_payload_type(&sender, &prepared.codec).await?;
+        bound.push(publish::BoundStream {
+            sender,
+            track: prepared.track,
+            ssrc: prepared.ssrc,
+            payload_type,
+        });
+    }
+    Ok(bound)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -148,6 +148,7 @@ impl RemoteSubscription {
                 c.audio_abs_sum / c.samples_decoded as f64
             },
             first_frame_ms: c.first_frame_ms,
+            layer: None,
             width: c.width,
             height: c.height,
             gaps_skipped: c.assembler.holes_skipped,
@@ -359,6 +360,8 @@ async fn read_video(
     let mut last_counts = AssemblerCounts::default();
     let mut tick = tokio::time::interval(ASSEMBLER_TICK);
     let mut last_request: Option<Instant> = None;
+    // When the oldest keyframe request not yet answered was sent.
+    let mut keyframe_asked: Option<Instant> = None;
     let media_ssrc = remote.ssrcs().await.first().copied().unwrap_or(0);
     loop {
         let frames = tokio::select! {
@@ -382,10 +385,8 @@ async fn read_video(
                     last_request = Some(now);
                     counters.lock().unwrap_or_else(|p| p.into_inner()).keyframe_requests += 1;
                     tracing::debug!(media_ssrc, "keyframe requested");
-                    let pli = PictureLossIndication { sender_ssrc: 0, media_ssrc };
-                    if let Err(err) = remote.write_rtcp(vec![Box::new(pli)]).await {
-                        tracing::debug!(error = %err, "keyframe request not sent");
-                    }
+                    keyframe_asked.get_or_insert(now);
+                    request_keyframe(&remote, media_ssrc).await;
                 }
                 continue;
             }
@@ -404,6 +405,12 @@ async fn read_video(
                     continue;
                 }
             };
+            if let Some(asked) = keyframe_asked {
+                if H264Decoder::is_keyframe(&access_unit) {
+                    assembler.on_requested_keyframe(asked.elapsed());
+                    keyframe_asked = None;
+                }
+            }
             if decode_tx.try_send((access_unit, frame.after_loss)).is_err() {
                 // The decoder is behind: this frame is lost to it, so it must resync.
                 counters
@@ -412,6 +419,27 @@ async fn read_video(
                     .decoder_overflows += 1;
                 let _ = keyframe_tx.send(KeyframeNeed::Wanted);
             }
+        }
+    }
+}
+
+/// Time between the two copies of a keyframe request.
+const DUPLICATE_REQUEST_GAP: Duration = Duration::from_millis(5);
+
+/// Asks the sender of `remote` for a keyframe, twice a moment apart: on a lossy link a lost
+/// request would cost a whole retry interval of frozen picture (the server folds the copies
+/// into one request to the publisher).
+async fn request_keyframe(remote: &Arc<dyn TrackRemote>, media_ssrc: u32) {
+    for copy in 0..2 {
+        if copy > 0 {
+            tokio::time::sleep(DUPLICATE_REQUEST_GAP).await;
+        }
+        let pli = PictureLossIndication {
+            sender_ssrc: 0,
+            media_ssrc,
+        };
+        if let Err(err) = remote.write_rtcp(vec![Box::new(pli)]).await {
+            tracing::debug!(error = %err, "keyframe request not sent");
         }
     }
 }

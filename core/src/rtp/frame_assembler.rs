@@ -3,11 +3,12 @@
 //! Plain logic over packets and arrival times (no IO), so loss and reordering are unit-tested.
 //!
 //! A frame behind a hole waits for the hole to be filled (by a retransmission, FEC or a late
-//! packet). How long is learned from the path: the assembler records how long each filled hole
-//! took and waits a little longer than nearly all of them took ([`AdaptiveWait`]). Giving up
-//! costs far more than waiting, since every frame after a lost one needs a new keyframe, so on a
-//! lossy path with a long round trip the wait grows (up to [`MAX_LOSS_WAIT`]); on a clean one it
-//! shrinks (down to [`MIN_LOSS_WAIT`]) and a truly lost packet is given up on quickly.
+//! packet). How long is learned from the path ([`AdaptiveWait`]): a little longer than nearly
+//! all recent repairs took, and never less than a keyframe takes to come after it is asked for
+//! — giving up on a hole means asking for one, so giving up sooner only trades a wait for a
+//! longer one. On a lossy path with a long round trip the wait grows (up to
+//! [`MAX_LOSS_WAIT`]); on a clean one it shrinks (down to [`MIN_LOSS_WAIT`]) and a truly lost
+//! packet is given up on quickly.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -31,8 +32,8 @@ const WAIT_MARGIN: Duration = Duration::from_millis(20);
 const MAX_BUFFERED: usize = 4096;
 /// A frame this far (in 90 kHz ticks: 500 ms) behind the newest one seen is stale: a live call
 /// skips it rather than showing the past (retransmissions after a network cut can complete
-/// frames from seconds ago). While the loss wait is longer, a frame may be as old as the wait
-/// and half again.
+/// frames from seconds ago). While the loss wait is longer, a frame may be as old as twice the
+/// wait and 200 ms (a repair on the publisher's uplink, then one on the subscriber's downlink).
 pub const MAX_FRAME_AGE_TICKS: u32 = 45_000;
 
 /// One RTP packet as the assembler needs it.
@@ -69,6 +70,10 @@ struct Buffered {
 pub struct AdaptiveWait {
     fills: std::collections::VecDeque<Duration>,
     fixed: Option<Duration>,
+    /// From the repairs alone.
+    repairs: Duration,
+    /// How long a requested keyframe takes to arrive (smoothed), once measured.
+    keyframe: Option<Duration>,
     current: Duration,
 }
 
@@ -78,6 +83,8 @@ impl AdaptiveWait {
         Self {
             fills: std::collections::VecDeque::new(),
             fixed: None,
+            repairs: DEFAULT_LOSS_WAIT,
+            keyframe: None,
             current: DEFAULT_LOSS_WAIT,
         }
     }
@@ -87,6 +94,8 @@ impl AdaptiveWait {
         Self {
             fills: std::collections::VecDeque::new(),
             fixed: Some(wait),
+            repairs: wait,
+            keyframe: None,
             current: wait,
         }
     }
@@ -115,7 +124,28 @@ impl AdaptiveWait {
         } else {
             MIN_LOSS_WAIT
         };
-        self.current = (quantile + WAIT_MARGIN).clamp(floor, MAX_LOSS_WAIT);
+        self.repairs = (quantile + WAIT_MARGIN).clamp(floor, MAX_LOSS_WAIT);
+        self.update();
+    }
+
+    /// A keyframe asked for arrived `took` after the request.
+    fn on_keyframe(&mut self, took: Duration) {
+        if self.fixed.is_some() {
+            return;
+        }
+        let took = took.min(MAX_LOSS_WAIT);
+        self.keyframe = Some(match self.keyframe {
+            None => took,
+            Some(smoothed) => smoothed.mul_f64(0.7) + took.mul_f64(0.3),
+        });
+        self.update();
+    }
+
+    fn update(&mut self) {
+        self.current = self
+            .repairs
+            .max(self.keyframe.unwrap_or(Duration::ZERO))
+            .min(MAX_LOSS_WAIT);
     }
 }
 
@@ -133,6 +163,14 @@ pub struct FrameAssembler {
     /// long this path's repairs take (without it the wait would only learn from the repairs
     /// quick enough to be waited for, and shrink until most were not).
     skipped: BTreeMap<u64, Instant>,
+}
+
+/// How a frame in the buffer ends: the sequence number of its last packet.
+enum FrameEnd {
+    /// With its marker packet.
+    Whole(u64),
+    /// Without one: the next packet in sequence belongs to another frame.
+    Cut(u64),
 }
 
 /// Skipped holes remembered for late repairs.
@@ -206,6 +244,12 @@ impl FrameAssembler {
         self.drain(now)
     }
 
+    /// A keyframe that was asked for arrived `took` after the request: the wait for a hole is
+    /// never shorter than that.
+    pub fn on_requested_keyframe(&mut self, took: Duration) {
+        self.loss_wait.on_keyframe(took);
+    }
+
     /// What the assembler gave up so far.
     pub fn counts(&self) -> AssemblerCounts {
         self.counts
@@ -248,7 +292,7 @@ impl FrameAssembler {
         let mut frames = Vec::new();
         while let Some(next) = self.next {
             match self.complete_frame_from(next) {
-                Some(end) => {
+                Some(FrameEnd::Whole(end)) => {
                     let packets: Vec<MediaPacket> = (next..=end)
                         .filter_map(|seq| self.buffer.remove(&seq))
                         .map(|b| b.packet)
@@ -266,6 +310,13 @@ impl FrameAssembler {
                         after_loss: std::mem::take(&mut self.lost_since_last_frame),
                     });
                 }
+                Some(FrameEnd::Cut(end)) => {
+                    // The sender cut the frame short (an SFU switching simulcast layers): there
+                    // is nothing to wait for, and the next frame (a keyframe) resyncs.
+                    self.buffer.retain(|seq, _| *seq > end);
+                    self.next = Some(end + 1);
+                    self.lost_since_last_frame = true;
+                }
                 None => {
                     if !self.give_up_on_hole(next, now) {
                         break;
@@ -277,26 +328,28 @@ impl FrameAssembler {
     }
 
     fn is_stale(&self, timestamp: u32) -> bool {
-        let wait_ticks = (self.loss_wait.current().as_millis() as u32).saturating_mul(90 * 3 / 2);
+        let wait_ms = self.loss_wait.current().as_millis() as u32 * 2 + 200;
+        let wait_ticks = wait_ms.saturating_mul(90);
         let max_age = MAX_FRAME_AGE_TICKS.max(wait_ticks);
         self.newest_timestamp.is_some_and(|newest| {
             newest.wrapping_sub(timestamp) > max_age && timestamp_after(newest, timestamp)
         })
     }
 
-    /// If packets `start..` hold a whole frame, the sequence number of its last packet.
-    fn complete_frame_from(&self, start: u64) -> Option<u64> {
+    /// Where the frame whose first packet is `start` ends, if all of it is here.
+    fn complete_frame_from(&self, start: u64) -> Option<FrameEnd> {
         let first = self.buffer.get(&start)?;
         let timestamp = first.packet.timestamp;
         let mut seq = start;
         loop {
             let buffered = self.buffer.get(&seq)?;
             if buffered.packet.timestamp != timestamp {
-                // The frame ended without a marker (lost marker packet is handled as a hole).
-                return None;
+                // The next packet in sequence starts another frame, yet this one had no marker:
+                // it was cut short. (A lost marker packet would have left a hole instead.)
+                return Some(FrameEnd::Cut(seq - 1));
             }
             if buffered.packet.marker {
-                return Some(seq);
+                return Some(FrameEnd::Whole(seq));
             }
             seq += 1;
         }
@@ -463,6 +516,12 @@ mod tests {
             t += Duration::from_millis(40);
         }
         assert_eq!(a.loss_wait(), MIN_LOSS_WAIT, "a quick one gives up sooner");
+        a.on_requested_keyframe(Duration::from_millis(300));
+        assert_eq!(
+            a.loss_wait(),
+            Duration::from_millis(300),
+            "but not sooner than a keyframe would come"
+        );
         let mut fixed = FrameAssembler::new(AdaptiveWait::fixed(Duration::from_millis(100)));
         fill_hole_after(&mut fixed, 0, 0, t, Duration::from_millis(500));
         assert_eq!(fixed.loss_wait(), Duration::from_millis(100));
@@ -490,6 +549,20 @@ mod tests {
         }
         assert_eq!(a.counts().holes_skipped, 40);
         assert_eq!(a.loss_wait(), Duration::from_millis(600) + WAIT_MARGIN);
+    }
+
+    #[test]
+    fn a_frame_cut_short_by_the_sender_does_not_hold_up_the_next() {
+        let now = Instant::now();
+        let mut a = FrameAssembler::default();
+        assert_eq!(a.push(pkt(1, 0, true), now).len(), 1);
+        // Frame 3000 stops after two packets; the next in sequence starts frame 6000.
+        assert!(a.push(pkt(2, 3000, false), now).is_empty());
+        assert!(a.push(pkt(3, 3000, false), now).is_empty());
+        let frames = a.push(pkt(4, 6000, true), now);
+        assert_eq!(frames.len(), 1, "released without waiting");
+        assert_eq!(frames[0].timestamp, 6000);
+        assert!(frames[0].after_loss);
     }
 
     #[test]

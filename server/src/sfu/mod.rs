@@ -1,13 +1,17 @@
 //! The selective forwarding unit: peer connections, published tracks and their fan-out.
 
+mod layers;
 mod peer;
 mod published_track;
 mod rtcp_observer;
 mod subscriber;
 
+pub use layers::{
+    choose_layers, starts_keyframe, Forward, LayerSwitcher, TrackDemand, WantedLayers,
+};
 pub use peer::{GatherSignal, PeerError, SendSide, ServerPeer};
 pub use published_track::{
-    KeyframeDecision, KeyframeThrottle, PublishedTrack, MIN_KEYFRAME_REQUEST_INTERVAL,
+    KeyframeDecision, KeyframeThrottle, LayerPacket, PublishedTrack, MIN_KEYFRAME_REQUEST_INTERVAL,
 };
 pub use rtcp_observer::{RtcpObserver, RTCP_OBSERVER_SLOT};
 pub use subscriber::{Negotiation, Subscriber};

@@ -4,11 +4,12 @@
 //! an offer is unanswered are folded into the next offer, sent when the answer arrives.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use aula_protocol::{ServerMessage, TrackSid};
+use aula_protocol::{ParticipantId, ServerMessage, TrackSid};
+use aula_transport::bwe::BandwidthEstimate;
 use prometheus_client::metrics::counter::Counter;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -23,8 +24,11 @@ use webrtc::peer_connection::{
 };
 use webrtc::rtp_transceiver::RtpSender;
 
+use super::layers::{
+    choose_layers, starts_keyframe, Forward, LayerSwitcher, TrackDemand, VIDEO_SHARE,
+};
 use super::peer::{GatherSignal, PeerError, SendSide, ServerPeer};
-use super::published_track::PublishedTrack;
+use super::published_track::{LayerPacket, PublishedTrack};
 use crate::metrics::{KindLabel, Metrics};
 use crate::outbox::Outbox;
 use crate::udp_mux::UdpMux;
@@ -71,6 +75,9 @@ impl Negotiation {
 
 struct DownTrack {
     sender: Arc<dyn RtpSender>,
+    track: Arc<PublishedTrack>,
+    /// The layer the allocation chose for this subscriber; the forwarder moves to it.
+    target: Arc<AtomicU8>,
     tasks: [JoinHandle<()>; 2],
 }
 
@@ -92,10 +99,12 @@ struct State {
 
 /// One participant's subscriber connection and the tracks forwarded on it.
 pub struct Subscriber {
+    id: ParticipantId,
     mux: Arc<UdpMux>,
     outbox: Outbox,
     metrics: Arc<Metrics>,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
+    allocation: JoinHandle<()>,
     /// Whether the connection is up; forwards ask for a keyframe when it comes up, since
     /// whatever was sent before reached nobody.
     connected: watch::Sender<bool>,
@@ -104,16 +113,32 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
-    /// A subscriber that will create its connection on the first subscription.
-    pub fn new(mux: Arc<UdpMux>, outbox: Outbox, metrics: Arc<Metrics>) -> Self {
+    /// A subscriber (participant `id`) that will create its connection on the first
+    /// subscription. Must be called within a tokio runtime: it starts the task that chooses
+    /// the simulcast layers its downlink carries.
+    pub fn new(id: ParticipantId, mux: Arc<UdpMux>, outbox: Outbox, metrics: Arc<Metrics>) -> Self {
+        let state = Arc::new(Mutex::new(State::default()));
+        let send_side = SendSide::default();
+        let allocation = tokio::spawn(allocate_layers(
+            id.clone(),
+            Arc::downgrade(&state),
+            Arc::clone(&send_side.estimate),
+        ));
         Self {
+            id,
             mux,
             outbox,
             metrics,
-            state: Mutex::new(State::default()),
+            state,
+            allocation,
             connected: watch::channel(false).0,
-            send_side: SendSide::default(),
+            send_side,
         }
+    }
+
+    /// The downlink's bandwidth estimate, once the client's feedback has arrived.
+    pub fn downlink_estimate(&self) -> Option<aula_transport::bwe::SendEstimate> {
+        self.send_side.estimate.snapshot()
     }
 
     /// Whether `sid` is forwarded to this participant.
@@ -170,19 +195,33 @@ impl Subscriber {
             .pc
             .add_track(Arc::clone(&local) as Arc<dyn TrackLocal>)
             .await?;
+        // Until the allocation has run: the lowest layer, which every downlink carries.
+        let target = Arc::new(AtomicU8::new(0));
+        let forwarding = Arc::new(AtomicU8::new(0));
         let forward = tokio::spawn(forward_packets(
-            Arc::clone(&track),
-            Arc::clone(&local),
-            Arc::clone(&sender),
-            ssrc,
+            Forwarding {
+                track: Arc::clone(&track),
+                local: Arc::clone(&local),
+                sender: Arc::clone(&sender),
+                ssrc,
+                target: Arc::clone(&target),
+                forwarding: Arc::clone(&forwarding),
+                outbox: self.outbox.clone(),
+            },
             self.connected.subscribe(),
             ForwardCounters::new(&self.metrics, track.info.kind),
         ));
-        let feedback = tokio::spawn(relay_keyframe_requests(Arc::clone(&track), local));
+        let feedback = tokio::spawn(relay_keyframe_requests(
+            Arc::clone(&track),
+            local,
+            forwarding,
+        ));
         state.down_tracks.insert(
             track.info.sid.clone(),
             DownTrack {
                 sender,
+                track: Arc::clone(&track),
+                target,
                 tasks: [forward, feedback],
             },
         );
@@ -195,6 +234,7 @@ impl Subscriber {
         let Some(down_track) = state.down_tracks.remove(sid) else {
             return Ok(false);
         };
+        down_track.track.set_wanted(&self.id, None);
         if let Some(peer) = state.peer.as_ref() {
             peer.pc.remove_track(&down_track.sender).await?;
         }
@@ -235,8 +275,12 @@ impl Subscriber {
 
     /// Stops every forward and closes the connection.
     pub async fn close(&self) {
+        self.allocation.abort();
         let mut state = self.state.lock().await;
         state.closed = true;
+        for down_track in state.down_tracks.values() {
+            down_track.track.set_wanted(&self.id, None);
+        }
         state.down_tracks.clear();
         if let Some(peer) = state.peer.take() {
             peer.close().await;
@@ -277,19 +321,46 @@ impl PeerConnectionEventHandler for SubscriberEvents {
     }
 }
 
-/// Copies the publisher's packets onto one subscriber's track, with the subscriber's SSRC and
-/// payload type. Header extensions are dropped: their ids are the publisher connection's, and
-/// this connection's interceptors add their own.
-async fn forward_packets(
+/// What one down track's forwarder works with.
+struct Forwarding {
     track: Arc<PublishedTrack>,
     local: Arc<TrackLocalStaticRTP>,
     sender: Arc<dyn RtpSender>,
     ssrc: u32,
+    /// The layer the allocation chose.
+    target: Arc<AtomicU8>,
+    /// The layer being forwarded (for keyframe requests from the subscriber).
+    forwarding: Arc<AtomicU8>,
+    outbox: Outbox,
+}
+
+/// How often a forwarder waiting for a layer's keyframe asks for it again.
+const AWAITED_KEYFRAME_RETRY: Duration = Duration::from_millis(300);
+
+/// Copies the publisher's packets onto one subscriber's track: one layer of a simulcast track
+/// (the best one the allocation chose that is running, switched at keyframes), renumbered into
+/// one continuous stream with the subscriber's SSRC and payload type. Header extensions are
+/// dropped: their ids are the publisher connection's, and this connection's interceptors add
+/// their own.
+async fn forward_packets(
+    forwarding: Forwarding,
     mut connected: watch::Receiver<bool>,
     counters: ForwardCounters,
 ) {
+    let Forwarding {
+        track,
+        local,
+        sender,
+        ssrc,
+        target,
+        forwarding,
+        outbox,
+    } = forwarding;
     let mut packets = track.packets();
     let mut payload_type: Option<u8> = None;
+    let mut switcher = LayerSwitcher::new(track.available_layer(0).unwrap_or(0));
+    let mut last_keyframe_request: Option<Instant> = None;
+    let is_video = track.info.kind == aula_protocol::MediaKind::Video;
     loop {
         let received = tokio::select! {
             received = packets.recv() => received,
@@ -298,15 +369,18 @@ async fn forward_packets(
                     return;
                 }
                 if *connected.borrow_and_update() {
-                    track.request_keyframe().await;
+                    // Whatever was sent before reached nobody.
+                    track.request_keyframe(switcher.current().unwrap_or(switcher.target())).await;
                 }
                 continue;
             }
         };
-        let mut packet = match received {
+        let LayerPacket { layer, mut packet } = match received {
             Ok(packet) => packet,
             Err(broadcast::error::RecvError::Lagged(_)) => {
-                track.request_keyframe().await;
+                track
+                    .request_keyframe(switcher.current().unwrap_or(0))
+                    .await;
                 continue;
             }
             Err(broadcast::error::RecvError::Closed) => return,
@@ -316,15 +390,62 @@ async fn forward_packets(
             if payload_type.is_none() {
                 continue;
             }
-            // First packet this subscriber can take: it needs a keyframe to start decoding.
-            // Before the connection is up nothing arrives; the connected watch asks then.
-            if *connected.borrow() {
-                track.request_keyframe().await;
-            }
         }
         let Some(pt) = payload_type else { continue };
+        let now = Instant::now();
+        let wanted = target.load(Ordering::Relaxed);
+        if let Some(layer) = track.available_layer(wanted) {
+            switcher.set_target(layer);
+        }
+        if is_video && *connected.borrow() {
+            if let Some(awaited) = switcher.awaited_keyframe() {
+                let due = last_keyframe_request
+                    .is_none_or(|at| now.duration_since(at) >= AWAITED_KEYFRAME_RETRY);
+                if due {
+                    last_keyframe_request = Some(now);
+                    track.request_keyframe(awaited).await;
+                }
+            }
+        }
+        let keyframe_start = is_video && starts_keyframe(&packet.payload);
+        let decision = if is_video {
+            switcher.on_packet(
+                layer,
+                packet.header.sequence_number,
+                packet.header.timestamp,
+                keyframe_start,
+                now,
+            )
+        } else {
+            // Audio has no layers: forwarded as it comes.
+            Forward::Send {
+                sequence: packet.header.sequence_number,
+                timestamp: packet.header.timestamp,
+                switched: false,
+            }
+        };
+        let Forward::Send {
+            sequence,
+            timestamp,
+            switched,
+        } = decision
+        else {
+            continue;
+        };
+        if switched {
+            forwarding.store(layer, Ordering::Relaxed);
+            last_keyframe_request = None;
+            if track.layer_count() > 1 {
+                outbox.send(ServerMessage::LayerForwarded {
+                    sid: track.info.sid.clone(),
+                    layer,
+                });
+            }
+        }
         packet.header.ssrc = ssrc;
         packet.header.payload_type = pt;
+        packet.header.sequence_number = sequence;
+        packet.header.timestamp = timestamp;
         packet.header.extension = false;
         packet.header.extension_profile = 0;
         packet.header.extensions.clear();
@@ -336,6 +457,54 @@ async fn forward_packets(
         } else {
             // Unbound (renegotiating): look the payload type up again once it is back.
             payload_type = None;
+        }
+    }
+}
+
+/// How often a subscriber's layers are chosen again.
+const ALLOCATION_INTERVAL: Duration = Duration::from_millis(250);
+/// The budget before the subscriber's first congestion feedback, bit/s.
+const BUDGET_BEFORE_FEEDBACK: f64 = aula_transport::bwe::INITIAL_BITRATE;
+/// What an audio track is taken to cost, bit/s.
+const AUDIO_COST: f64 = 40_000.0;
+
+/// Chooses, every [`ALLOCATION_INTERVAL`], the layer of each video track `subscriber`
+/// receives that its downlink `estimate` carries, and tells the tracks which layers are taken.
+async fn allocate_layers(
+    subscriber: ParticipantId,
+    state: std::sync::Weak<Mutex<State>>,
+    estimate: Arc<BandwidthEstimate>,
+) {
+    let mut tick = tokio::time::interval(ALLOCATION_INTERVAL);
+    loop {
+        tick.tick().await;
+        let Some(state) = state.upgrade() else { return };
+        let state = state.lock().await;
+        let video: Vec<&DownTrack> = state
+            .down_tracks
+            .values()
+            .filter(|d| d.track.info.kind == aula_protocol::MediaKind::Video)
+            .collect();
+        let audio = state.down_tracks.len() - video.len();
+        let budget = estimate
+            .target_bps()
+            .map_or(BUDGET_BEFORE_FEEDBACK, |bps| bps as f64)
+            * VIDEO_SHARE
+            - AUDIO_COST * audio as f64;
+        let demands: Vec<TrackDemand> = video
+            .iter()
+            .map(|d| TrackDemand {
+                layer_bps: d.track.layer_rates(),
+                current: d.target.load(Ordering::Relaxed),
+                priority: u8::from(d.track.info.source == aula_protocol::TrackSource::ScreenShare),
+            })
+            .collect();
+        let chosen = choose_layers(budget.max(0.0), &demands);
+        for (down_track, layer) in video.iter().zip(chosen) {
+            down_track.target.store(layer, Ordering::Relaxed);
+            if down_track.track.layer_count() > 1 {
+                down_track.track.set_wanted(&subscriber, Some(layer));
+            }
         }
     }
 }
@@ -375,12 +544,19 @@ async fn negotiated_payload_type(
         .map(|c| c.payload_type)
 }
 
-async fn relay_keyframe_requests(track: Arc<PublishedTrack>, local: Arc<TrackLocalStaticRTP>) {
+/// Relays the subscriber's keyframe requests to the layer it is receiving.
+async fn relay_keyframe_requests(
+    track: Arc<PublishedTrack>,
+    local: Arc<TrackLocalStaticRTP>,
+    forwarding: Arc<AtomicU8>,
+) {
     loop {
         match local.poll().await {
             Some(TrackLocalEvent::OnRtcpPacket(packets)) => {
                 if packets.iter().any(|p| is_keyframe_request(p.as_ref())) {
-                    track.request_keyframe().await;
+                    track
+                        .request_keyframe(forwarding.load(Ordering::Relaxed))
+                        .await;
                 }
             }
             Some(_) => {}
