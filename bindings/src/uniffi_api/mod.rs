@@ -128,8 +128,12 @@ pub fn connect(
         ..RoomOptions::default()
     };
     let (room, events) = block_on(Room::connect(&url, &token, core_options))??;
-    let listeners = Arc::new(Listeners::default());
-    if let Err(err) = listeners.spawn_dispatcher(events) {
+    let listeners: Arc<Listeners<dyn RoomListener>> = Arc::default();
+    if let Err(err) =
+        listeners.spawn_dispatcher("aula-events", events, RoomUpdate::from_event, |l, u| {
+            l.on_update(u)
+        })
+    {
         let _ = block_on(room.disconnect());
         return Err(AulaError::Internal {
             reason: format!("cannot start the event thread: {err}"),
@@ -146,7 +150,7 @@ pub fn connect(
 #[derive(uniffi::Object)]
 pub struct AulaRoom {
     room: Mutex<Option<Room>>,
-    listeners: Arc<Listeners>,
+    listeners: Arc<Listeners<dyn RoomListener>>,
 }
 
 impl AulaRoom {
