@@ -43,6 +43,11 @@ impl Whiteboard {
         }
     }
 
+    /// Fails with `Disconnected` once the room is disconnected or released.
+    pub(crate) fn ensure_open(&self) -> Result<(), AulaError> {
+        self.board().map(drop)
+    }
+
     /// The core replica, while the room is connected.
     fn board(&self) -> Result<aula_core::Whiteboard, AulaError> {
         let room = self.room.upgrade().ok_or_else(AulaError::disconnected)?;
