@@ -15,8 +15,9 @@
 //!   callbacks from inside a callback.
 //! - No Rust panic crosses the boundary: one becomes [`AulaStatus::Internal`].
 //!
-//! This module is the only place in the workspace that needs `unsafe`: it dereferences what C
-//! hands it. Every block says why it is sound, given the documented contract.
+//! This module is where the workspace needs `unsafe` (besides the one `unsafe impl` of
+//! uniffi's converter trait in `uniffi_api::bytes`): it dereferences what C hands it. Every
+//! block says why it is sound, given the documented contract.
 #![allow(unsafe_code)]
 
 mod board_events;

@@ -573,7 +573,12 @@ pub unsafe extern "C" fn aula_whiteboard_export_png(
         }
         // SAFETY: per this function's contract.
         let (board, page) = unsafe { (handle(board, "board")?, arg_str(page, "page")?) };
-        let (png, len) = into_raw_array(board.board.export_png(page.into(), width, height)?);
+        let (png, len) = into_raw_array(
+            board
+                .board
+                .export_png(page.into(), width, height)?
+                .into_vec(),
+        );
         // SAFETY: both checked non-null; writable per the contract.
         unsafe {
             out_png.write(png);

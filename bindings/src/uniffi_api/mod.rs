@@ -11,6 +11,7 @@
 //! [`AulaError::Disconnected`].
 
 mod board_records;
+mod bytes;
 mod error;
 mod listeners;
 mod logging;
@@ -31,6 +32,7 @@ use aula_protocol::{Claims, TrackSid};
 pub use board_records::{
     Item, ItemKind, ItemRef, Laser, LaserPointer, NewItem, Point, WhiteboardEvent,
 };
+pub use bytes::Bytes;
 pub use error::AulaError;
 pub use listeners::{AudioFrameSink, RoomListener, Subscription, VideoFrameSink};
 pub use logging::{set_log_level, set_log_sink, LogLevel, LogSink};

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, Weak};
 use super::board_records::{
     wire_points, Item, Laser, LaserPointer, NewItem, Point, WhiteboardEvent,
 };
+use super::bytes::Bytes;
 use super::error::AulaError;
 use super::listeners::{Listeners, Subscription};
 use super::AulaRoom;
@@ -179,8 +180,8 @@ impl Whiteboard {
 
     /// `page` as a PNG image of `width` × `height` pixels (one pixel per board unit, at most
     /// 8192 × 8192).
-    pub fn export_png(&self, page: String, width: u32, height: u32) -> Result<Vec<u8>, AulaError> {
-        Ok(self.board()?.export_png(&page, width, height)?)
+    pub fn export_png(&self, page: String, width: u32, height: u32) -> Result<Bytes, AulaError> {
+        Ok(self.board()?.export_png(&page, width, height)?.into())
     }
 
     /// Shows this client's laser pointer at `laser`, or hides it with `None`. Ephemeral:
