@@ -211,3 +211,26 @@ def test_calls_fail_cleanly_once_the_room_is_gone(server_url):
     with pytest.raises(aula.AulaError.Disconnected):
         board2.items(PAGE)
     del sub2
+
+
+def test_a_listener_that_raises_does_not_stop_the_others(server_url):
+    room, board, events, subscription = join(server_url, "py-board-raise", "alice", aula.ParticipantRole.TEACHER)
+    calls = []
+
+    class Raising(aula.WhiteboardListener):
+        def on_event(self, event):
+            calls.append(event)
+            raise RuntimeError("a bug in the app's listener")
+
+    raising = board.add_listener(Raising())
+    first = board.add_stroke(PAGE, "#000000", 1.0, points(1, 2))
+    second = board.add_stroke(PAGE, "#000000", 1.0, points(2, 2))
+    # Both listeners keep hearing about every edit after the first exception.
+    assert wait_until(lambda: board.unacked() == 0 and len(events.acks()) >= 2)
+    assert wait_until(lambda: len(calls) >= 4), len(calls)
+    with events.lock:
+        local = [e for e in events.events if e.is_changed() and not e.remote]
+    assert {r.id for e in local for r in e.items} >= {first, second}
+    raising.cancel()
+    subscription.cancel()
+    room.disconnect()
