@@ -15,6 +15,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// What a board item is.
+typedef enum {
+  // A freehand pen stroke with per-point pressure.
+  AULA_ITEM_KIND_STROKE = 0,
+  // A straight line.
+  AULA_ITEM_KIND_LINE = 1,
+  // A rectangle.
+  AULA_ITEM_KIND_RECT = 2,
+  // An ellipse inside its bounding box.
+  AULA_ITEM_KIND_ELLIPSE = 3,
+  // A line with an arrowhead at its end.
+  AULA_ITEM_KIND_ARROW = 4,
+  // A text label.
+  AULA_ITEM_KIND_TEXT = 5,
+} AulaItemKind;
+
 // What an Aula C call returns.
 typedef enum {
   // Success.
@@ -93,12 +109,86 @@ typedef enum {
   AULA_ROLE_OBSERVER = 2,
 } AulaRole;
 
+// What happened, in an [`AulaWhiteboardEvent`].
+typedef enum {
+  // The board changed (`remote` false for this client's own edits, including undo); `items`
+  // names what changed.
+  AULA_WHITEBOARD_EVENT_KIND_CHANGED = 0,
+  // The server stored this client's edits up to `seq`.
+  AULA_WHITEBOARD_EVENT_KIND_ACKED = 1,
+  // Someone's laser pointer moved, appeared or went away (see `aula_whiteboard_lasers`).
+  AULA_WHITEBOARD_EVENT_KIND_PRESENCE = 2,
+  // The server refused an edit (`code`, `message`); the replica was reloaded, so the edit
+  // is gone locally too.
+  AULA_WHITEBOARD_EVENT_KIND_REFUSED = 3,
+} AulaWhiteboardEventKind;
+
 // A joined room (opaque). Release with `aula_room_free`.
 typedef struct AulaRoom AulaRoom;
 
 // A video track the app feeds (opaque). Release with `aula_video_publisher_free`; the track
 // stays published until unpublished or the room is left.
 typedef struct AulaVideoPublisher AulaVideoPublisher;
+
+// A room's whiteboard (opaque), from `aula_room_whiteboard`. Release with
+// `aula_whiteboard_free`; it does not keep the room alive.
+typedef struct AulaWhiteboard AulaWhiteboard;
+
+// One sampled pen position.
+typedef struct {
+  // Horizontal position in board units.
+  float x;
+  // Vertical position in board units.
+  float y;
+  // Pen pressure, 0..=1.
+  float pressure;
+} AulaPoint;
+
+// A board item, in an array from `aula_whiteboard_items`. Every pointer belongs to the array
+// and is released with it by `aula_items_free`.
+typedef struct {
+  // Unique id.
+  const char *id;
+  // The page it is on.
+  const char *page;
+  // What it is.
+  AulaItemKind kind;
+  // Identity of the participant who created it.
+  const char *author;
+  // CSS colour.
+  const char *color;
+  // Line width (font size for text).
+  double width;
+  // Stacking order: higher is drawn later.
+  double z;
+  // Position or translation.
+  double x;
+  // Position or translation.
+  double y;
+  // Size or end delta.
+  double w;
+  // Size or end delta.
+  double h;
+  // Text, for text items; NULL otherwise.
+  const char *text;
+  // Stroke points, absolute, before translation by `x, y` (NULL when `point_count` is 0).
+  const AulaPoint *points;
+  // Number of `points`.
+  size_t point_count;
+} AulaItem;
+
+// Someone else's visible laser pointer, in an array from `aula_whiteboard_lasers` (its
+// strings belong to the array, released by `aula_laser_pointers_free`).
+typedef struct {
+  // Their identity.
+  const char *identity;
+  // The page pointed at.
+  const char *page;
+  // Horizontal position in board units.
+  double x;
+  // Vertical position in board units.
+  double y;
+} AulaLaserPointer;
 
 // How to join. Pass NULL for the defaults (both true).
 typedef struct {
@@ -177,9 +267,107 @@ typedef struct {
   uint64_t capture_time_us;
 } AulaStamp;
 
+// An item (or, with `id` NULL, a page as a whole) named in a change event.
+typedef struct {
+  // The page.
+  const char *page;
+  // The item, or NULL for the page itself.
+  const char *id;
+} AulaItemRef;
+
+// A whiteboard event. Pointers are valid only during the callback; fields that do not apply
+// to the kind are 0, false or NULL.
+typedef struct {
+  // What happened.
+  AulaWhiteboardEventKind kind;
+  // Changed: whether the change came from the server.
+  bool remote;
+  // Changed: what changed, `item_count` entries (NULL when 0; 0 after a reload, when
+  // anything may have).
+  const AulaItemRef *items;
+  // Number of `items`.
+  size_t item_count;
+  // Acked: edit frames acknowledged on this connection.
+  uint64_t seq;
+  // Refused: a stable code (`permission_denied`, `locked`, `too_large`, ...).
+  const char *code;
+  // Refused: the explanation.
+  const char *message;
+} AulaWhiteboardEvent;
+
+// Receives a whiteboard's events, in order, on the board's event thread.
+typedef void (*AulaWhiteboardEventCallback)(void *user_data, const AulaWhiteboardEvent *event);
+
+// An item to add, read by the library during the call. `x, y` are the first corner or start
+// point of a shape, the position of a text (whose `width` is its font size) and a stroke's
+// translation; `w, h` the size of a rectangle or ellipse and the end minus the start of a
+// line or arrow.
+typedef struct {
+  // What it is.
+  AulaItemKind kind;
+  // CSS colour, e.g. `"#1e88e5"`.
+  const char *color;
+  // Line width (font size for text) in board units.
+  double width;
+  // Position or translation.
+  double x;
+  // Position or translation.
+  double y;
+  // Size or end delta.
+  double w;
+  // Size or end delta.
+  double h;
+  // Text of a text item; NULL for none.
+  const char *text;
+  // First points of a stroke (NULL when `point_count` is 0).
+  const AulaPoint *points;
+  // Number of `points`.
+  size_t point_count;
+} AulaNewItem;
+
+// Where a laser pointer is (to show this client's, read during the call).
+typedef struct {
+  // The page pointed at.
+  const char *page;
+  // Horizontal position in board units.
+  double x;
+  // Vertical position in board units.
+  double y;
+} AulaLaser;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Releases an array of items from `aula_whiteboard_items`, with everything it points to.
+// NULL is ignored.
+//
+// # Safety
+// `items` is NULL or an array from `aula_whiteboard_items` with the `count` it returned, not
+// used again afterwards.
+void aula_items_free(AulaItem *items, size_t count);
+
+// Releases an array from `aula_whiteboard_lasers`. NULL is ignored.
+//
+// # Safety
+// `pointers` is NULL or an array from `aula_whiteboard_lasers` with the `count` it returned,
+// not used again afterwards.
+void aula_laser_pointers_free(AulaLaserPointer *pointers, size_t count);
+
+// Releases an array of strings the library returned (e.g. from `aula_whiteboard_pages`),
+// with every string in it. NULL is ignored.
+//
+// # Safety
+// `strings` is NULL or an array from this library with the `count` it returned, not used
+// again afterwards.
+void aula_strings_free(char **strings, size_t count);
+
+// Releases a byte buffer the library returned (e.g. from `aula_whiteboard_export_png`), with
+// the length it returned. NULL is ignored.
+//
+// # Safety
+// `data` is NULL or a buffer from this library with exactly `len` bytes, not used again.
+void aula_bytes_free(uint8_t *data, size_t len);
 
 // Pushes one I420 frame: `len` = `width*height*3/2` bytes, Y then U then V, tightly packed,
 // with its capture time. The library copies it; the buffer may be reused on return.
@@ -350,6 +538,214 @@ AulaStatus aula_create_token(const char *api_key,
 // `frame` is NULL or a frame handed to a video callback, used during that callback; `out` is
 // NULL or writable.
 AulaStatus aula_read_stamp(const AulaVideoFrame *frame, AulaStamp *out);
+
+// The room's whiteboard, into `*out_board` (release it with `aula_whiteboard_free`).
+//
+// # Safety
+// `room` is NULL or a live handle; `out_board` is NULL or writable.
+AulaStatus aula_room_whiteboard(AulaRoom *room, AulaWhiteboard **out_board);
+
+// Stops the board's callback and releases the handle. NULL is ignored. When this returns,
+// the callback is not running and will not run again.
+//
+// # Safety
+// `board` is NULL or a live handle, not used again afterwards.
+void aula_whiteboard_free(AulaWhiteboard *board);
+
+// Registers `callback` (or with NULL removes it) for the board's events, called with
+// `user_data` on the board's event thread, in order. When clearing returns, the callback is
+// not running and will not run again. Clearing works on a closed room too; registering
+// does not.
+//
+// # Safety
+// `board` is NULL or a live handle; `callback` is NULL or safe to call from another thread
+// with `user_data` until it is replaced or the board freed.
+AulaStatus aula_whiteboard_set_event_callback(AulaWhiteboard *board,
+                                              AulaWhiteboardEventCallback callback,
+                                              void *user_data);
+
+// The board's page ids, sorted, as an array of strings into `*out_pages` (NULL when there
+// are none yet) and its length into `*out_count`; release it with `aula_strings_free`. A new
+// board gets its first page (`"1"`) from the server: draw once it is listed.
+//
+// # Safety
+// `board` is NULL or a live handle; `out_pages` and `out_count` are NULL or writable.
+AulaStatus aula_whiteboard_pages(AulaWhiteboard *board, char ***out_pages, size_t *out_count);
+
+// Adds a stroke on `page` with its first `point_count` points; its id goes to `*out_id`
+// (NULL to discard; free it with `aula_string_free`). More points follow with
+// `aula_whiteboard_extend_stroke` while the pen moves.
+//
+// # Safety
+// `board` is NULL or a live handle; strings are NULL or NUL-terminated; `points` holds
+// `point_count` points (NULL if 0); `out_id` is NULL or writable.
+AulaStatus aula_whiteboard_add_stroke(AulaWhiteboard *board,
+                                      const char *page,
+                                      const char *color,
+                                      double width,
+                                      const AulaPoint *points,
+                                      size_t point_count,
+                                      char **out_id);
+
+// Appends `point_count` points to stroke `id` (the same undo step as the stroke).
+//
+// # Safety
+// `board` is NULL or a live handle; strings are NULL or NUL-terminated; `points` holds
+// `point_count` points (NULL if 0).
+AulaStatus aula_whiteboard_extend_stroke(AulaWhiteboard *board,
+                                         const char *page,
+                                         const char *id,
+                                         const AulaPoint *points,
+                                         size_t point_count);
+
+// Adds an item (a line, rectangle, ellipse, arrow, text, or a stroke) on `page`; its id goes
+// to `*out_id` (NULL to discard; free it with `aula_string_free`).
+//
+// # Safety
+// `board` is NULL or a live handle; `page` is NULL or NUL-terminated; `item` is NULL or valid
+// as its documentation says; `out_id` is NULL or writable.
+AulaStatus aula_whiteboard_add_item(AulaWhiteboard *board,
+                                    const char *page,
+                                    const AulaNewItem *item,
+                                    char **out_id);
+
+// Moves item `id` by `dx, dy`.
+//
+// # Safety
+// `board` is NULL or a live handle; strings are NULL or NUL-terminated.
+AulaStatus aula_whiteboard_move_item(AulaWhiteboard *board,
+                                     const char *page,
+                                     const char *id,
+                                     double dx,
+                                     double dy);
+
+// Changes item `id`'s colour.
+//
+// # Safety
+// `board` is NULL or a live handle; strings are NULL or NUL-terminated.
+AulaStatus aula_whiteboard_recolor(AulaWhiteboard *board,
+                                   const char *page,
+                                   const char *id,
+                                   const char *color);
+
+// Erases item `id`.
+//
+// # Safety
+// `board` is NULL or a live handle; strings are NULL or NUL-terminated.
+AulaStatus aula_whiteboard_erase(AulaWhiteboard *board, const char *page, const char *id);
+
+// Erases every item on `page`; how many goes to `*out_erased` (NULL to discard).
+//
+// # Safety
+// `board` is NULL or a live handle; `page` is NULL or NUL-terminated; `out_erased` is NULL or
+// writable.
+AulaStatus aula_whiteboard_clear_page(AulaWhiteboard *board, const char *page, size_t *out_erased);
+
+// Locks or unlocks `page` (needs the `room_admin` grant, or the server refuses it).
+//
+// # Safety
+// `board` is NULL or a live handle; `page` is NULL or NUL-terminated.
+AulaStatus aula_whiteboard_set_page_locked(AulaWhiteboard *board, const char *page, bool locked);
+
+// Locks or unlocks the whole board (needs `room_admin`).
+//
+// # Safety
+// `board` is NULL or a live handle.
+AulaStatus aula_whiteboard_set_board_locked(AulaWhiteboard *board, bool locked);
+
+// Undoes this client's last edit (never someone else's); whether there was one goes to
+// `*out_done` (NULL to discard).
+//
+// # Safety
+// `board` is NULL or a live handle; `out_done` is NULL or writable.
+AulaStatus aula_whiteboard_undo(AulaWhiteboard *board, bool *out_done);
+
+// Redoes the last undone edit; whether there was one goes to `*out_done` (NULL to discard).
+//
+// # Safety
+// `board` is NULL or a live handle; `out_done` is NULL or writable.
+AulaStatus aula_whiteboard_redo(AulaWhiteboard *board, bool *out_done);
+
+// The items of `page` in drawing order, as an array into `*out_items` (NULL when the page is
+// empty) and its length into `*out_count`. Release it with `aula_items_free(items, count)`.
+//
+// # Safety
+// `board` is NULL or a live handle; `page` is NULL or NUL-terminated; `out_items` and
+// `out_count` are NULL or writable.
+AulaStatus aula_whiteboard_items(AulaWhiteboard *board,
+                                 const char *page,
+                                 AulaItem **out_items,
+                                 size_t *out_count);
+
+// Whether `page` holds an item `id`, into `*out_present`.
+//
+// # Safety
+// `board` is NULL or a live handle; strings are NULL or NUL-terminated; `out_present` is NULL
+// or writable.
+AulaStatus aula_whiteboard_has_item(AulaWhiteboard *board,
+                                    const char *page,
+                                    const char *id,
+                                    bool *out_present);
+
+// The number of items over all pages, into `*out_count`.
+//
+// # Safety
+// `board` is NULL or a live handle; `out_count` is NULL or writable.
+AulaStatus aula_whiteboard_item_count(AulaWhiteboard *board, size_t *out_count);
+
+// The number of this client's edits the server has not acknowledged yet, into `*out_count`.
+//
+// # Safety
+// `board` is NULL or a live handle; `out_count` is NULL or writable.
+AulaStatus aula_whiteboard_unacked(AulaWhiteboard *board, size_t *out_count);
+
+// A digest of the board's content into `*out_digest` (free it with `aula_string_free`):
+// equal on replicas with identical boards.
+//
+// # Safety
+// `board` is NULL or a live handle; `out_digest` is NULL or writable.
+AulaStatus aula_whiteboard_digest(AulaWhiteboard *board, char **out_digest);
+
+// `page` as an SVG document of `width` × `height` board units, into `*out_svg` (free it with
+// `aula_string_free`).
+//
+// # Safety
+// `board` is NULL or a live handle; `page` is NULL or NUL-terminated; `out_svg` is NULL or
+// writable.
+AulaStatus aula_whiteboard_export_svg(AulaWhiteboard *board,
+                                      const char *page,
+                                      double width,
+                                      double height,
+                                      char **out_svg);
+
+// `page` as a PNG image of `width` × `height` pixels (at most 8192 × 8192), into `*out_png`
+// and `*out_len`; release it with `aula_bytes_free(png, len)`.
+//
+// # Safety
+// `board` is NULL or a live handle; `page` is NULL or NUL-terminated; `out_png` and `out_len`
+// are NULL or writable.
+AulaStatus aula_whiteboard_export_png(AulaWhiteboard *board,
+                                      const char *page,
+                                      uint32_t width,
+                                      uint32_t height,
+                                      uint8_t **out_png,
+                                      size_t *out_len);
+
+// Shows this client's laser pointer at `*laser`, or hides it when `laser` is NULL. Ephemeral:
+// others see it at once, nothing is stored.
+//
+// # Safety
+// `board` is NULL or a live handle; `laser` is NULL or valid, its `page` NUL-terminated.
+AulaStatus aula_whiteboard_set_laser(AulaWhiteboard *board, const AulaLaser *laser);
+
+// Everyone else's visible laser pointers, as an array into `*out_pointers` (NULL when there
+// are none) and its length into `*out_count`; release it with `aula_laser_pointers_free`.
+//
+// # Safety
+// `board` is NULL or a live handle; `out_pointers` and `out_count` are NULL or writable.
+AulaStatus aula_whiteboard_lasers(AulaWhiteboard *board,
+                                  AulaLaserPointer **out_pointers,
+                                  size_t *out_count);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -7,6 +7,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 lib="${AULA_LIB:-$root/target/debug/libaula.so}"
+# Maven runs the tests from this directory: the library path must not be relative.
+lib="$(realpath "$lib")"
 generated="$root/target/kotlin-tests/generated"
 rm -rf "$generated"
 (cd "$root" && cargo run -q -p uniffi-bindgen -- generate --library "$lib" --language kotlin \

@@ -1,8 +1,9 @@
-//! A C program joins through the C ABI, compiled with the system C compiler against
-//! `include/aula.h` and `libaula`, against an in-process server; under valgrind when it is
-//! installed, failing on memory errors and definite leaks.
+//! C programs use the C ABI, compiled with the system C compiler against `include/aula.h` and
+//! `libaula`, against an in-process server: a call (`tests/c/call.c`) and the whiteboard
+//! (`tests/c/board.c`). Under valgrind when it is installed, failing on memory errors and
+//! definite leaks.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use aula_protocol::token::unix_now;
@@ -30,11 +31,11 @@ fn token(identity: &str, role: Role) -> String {
         .expect("dev claims sign")
 }
 
-/// Compiles tests/c/call.c into a temporary directory.
-fn build_program() -> PathBuf {
+/// Compiles tests/c/NAME.c into a temporary directory.
+fn build_program(name: &str) -> PathBuf {
     let out_dir = std::env::temp_dir().join(format!("aula-c-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir).unwrap();
-    let program = out_dir.join("call");
+    let program = out_dir.join(name);
     let lib_dir = library_dir();
     assert!(
         lib_dir.join("libaula.so").exists(),
@@ -44,7 +45,7 @@ fn build_program() -> PathBuf {
     let status = Command::new("cc")
         .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-g"])
         .arg(format!("-I{}", crate_dir().join("include").display()))
-        .arg(crate_dir().join("tests/c/call.c"))
+        .arg(crate_dir().join(format!("tests/c/{name}.c")))
         .arg("-o")
         .arg(&program)
         .arg(format!("-L{}", lib_dir.display()))
@@ -53,7 +54,7 @@ fn build_program() -> PathBuf {
         .arg("-lpthread")
         .status()
         .expect("cc runs");
-    assert!(status.success(), "the C program compiles against aula.h");
+    assert!(status.success(), "{name}.c compiles against aula.h");
     program
 }
 
@@ -64,14 +65,71 @@ fn valgrind_available() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-#[test]
-fn a_c_program_joins_receives_stamped_frames_and_shuts_down_cleanly() {
-    let program = build_program();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// A command running `program`: under valgrind when it is installed, failing (exit code 99)
+/// on memory errors and definite leaks.
+fn checked_command(program: &Path, valgrind: bool) -> Command {
+    let mut c = if valgrind {
+        Command::new("valgrind")
+    } else {
+        eprintln!("valgrind not installed: running the C program without it");
+        Command::new(program)
+    };
+    // `cargo test` puts target/<profile> on the loader path ahead of the program's rpath;
+    // that copy of the library can be older than the one built for this test.
+    c.env("LD_LIBRARY_PATH", library_dir());
+    if !valgrind {
+        return c;
+    }
+    c.args([
+        "--quiet",
+        "--error-exitcode=99",
+        "--leak-check=full",
+        "--errors-for-leak-kinds=definite",
+        "--show-leak-kinds=definite",
+        &format!(
+            "--suppressions={}",
+            crate_dir().join("tests/c/valgrind.supp").display()
+        ),
+        // Rust's std and tokio keep a few process-lifetime allocations; only definite
+        // leaks and invalid accesses fail the run.
+        "--fair-sched=yes",
+    ])
+    .arg(program);
+    c
+}
+
+/// Runs `command`, printing its output; fails the test unless it succeeded and said "ok".
+fn assert_succeeds(mut command: Command) {
+    let output = command.output().expect("the C program runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(
+        output.status.success(),
+        "the C program failed ({:?}){}:\n{stderr}",
+        output.status.code(),
+        if output.status.code() == Some(99) {
+            " with valgrind errors"
+        } else {
+            ""
+        }
+    );
+    assert!(stdout.contains("ok"), "{stdout}");
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn a_c_program_joins_receives_stamped_frames_and_shuts_down_cleanly() {
+    let program = build_program("call");
+    let runtime = runtime();
     let server = runtime
         .block_on(Server::start(ServerConfig::dev(0, 0)))
         .unwrap();
@@ -91,50 +149,32 @@ fn a_c_program_joins_receives_stamped_frames_and_shuts_down_cleanly() {
         .unwrap(),
     ];
     let valgrind = valgrind_available();
-    let mut command = if valgrind {
-        let mut c = Command::new("valgrind");
-        c.args([
-            "--quiet",
-            "--error-exitcode=99",
-            "--leak-check=full",
-            "--errors-for-leak-kinds=definite",
-            "--show-leak-kinds=definite",
-            &format!(
-                "--suppressions={}",
-                crate_dir().join("tests/c/valgrind.supp").display()
-            ),
-            // Rust's std and tokio keep a few process-lifetime allocations; only definite
-            // leaks and invalid accesses fail the run.
-            "--fair-sched=yes",
-        ])
-        .arg(&program);
-        c
-    } else {
-        eprintln!("valgrind not installed: running the C program without it");
-        Command::new(&program)
-    };
     // Under valgrind everything runs some thirty times slower: ask for fewer frames, allow
     // more time.
     let (min_frames, timeout) = if valgrind { ("5", "120") } else { ("20", "30") };
-    let output = command
-        .args(&args)
-        .args([min_frames, timeout])
-        .output()
-        .expect("the C program runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}");
-    eprintln!("{stderr}");
-    assert!(
-        output.status.success(),
-        "the C program failed ({:?}){}:\n{stderr}",
-        output.status.code(),
-        if output.status.code() == Some(99) {
-            " with valgrind errors"
-        } else {
-            ""
-        }
-    );
-    assert!(stdout.contains("ok"), "{stdout}");
+    let mut command = checked_command(&program, valgrind);
+    command.args(&args).args([min_frames, timeout]);
+    assert_succeeds(command);
+    runtime.block_on(server.shutdown());
+}
+
+#[test]
+fn a_c_program_draws_on_the_whiteboard_and_reads_it_back_from_the_other_side() {
+    let program = build_program("board");
+    let runtime = runtime();
+    let server = runtime
+        .block_on(Server::start(ServerConfig::dev(0, 0)))
+        .unwrap();
+    let valgrind = valgrind_available();
+    let mut command = checked_command(&program, valgrind);
+    command
+        .arg(server.ws_url())
+        // A student's token carries no whiteboard_write grant: its edits are refused.
+        .args([
+            token("teacher", Role::Teacher),
+            token("student", Role::Student),
+        ])
+        .arg(if valgrind { "120" } else { "20" });
+    assert_succeeds(command);
     runtime.block_on(server.shutdown());
 }

@@ -40,6 +40,10 @@ fn the_checked_in_header_is_current() {
         "aula_last_error_message",
         "aula_string_free",
         "AulaVideoFrameCallback",
+        "aula_room_whiteboard",
+        "aula_whiteboard_free",
+        "aula_items_free",
+        "AulaWhiteboardEventCallback",
     ] {
         assert!(
             generated.contains(symbol),

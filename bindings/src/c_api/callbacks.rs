@@ -173,7 +173,7 @@ impl<F: Copy> CallbackSlot<F> {
     }
 
     /// Calls `call` with the callback, holding the slot so it cannot be cleared meanwhile.
-    fn with(&self, call: impl FnOnce(F, *mut c_void)) {
+    pub(crate) fn with(&self, call: impl FnOnce(F, *mut c_void)) {
         let slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((callback, user_data)) = *slot {
             call(callback, user_data.0);
@@ -187,7 +187,8 @@ type AudioFn =
     unsafe extern "C" fn(*mut c_void, *const c_char, *const c_char, *const AulaAudioFrame);
 type EventFn = unsafe extern "C" fn(*mut c_void, *const AulaEvent);
 
-fn c_string(s: &str) -> CString {
+/// `s` as a C string (interior NULs, which C cannot carry, become spaces).
+pub(crate) fn c_string(s: &str) -> CString {
     CString::new(s.replace('\0', " ")).unwrap_or_default()
 }
 

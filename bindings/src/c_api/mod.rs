@@ -4,9 +4,10 @@
 //! Conventions, for every function:
 //! - It returns an [`AulaStatus`]; on failure [`aula_last_error_message`] describes what went
 //!   wrong, on the calling thread, until that thread's next Aula call.
-//! - Objects are opaque handles created by `aula_*_connect` / `aula_*_publish_*` and released
-//!   with their `_free` function; strings the library returns are released with
-//!   [`aula_string_free`]. Passing NULL where a handle or string is required is
+//! - Objects are opaque handles created by `aula_*_connect` / `aula_*_publish_*` /
+//!   `aula_room_whiteboard` and released with their `_free` function; strings the library
+//!   returns are released with [`aula_string_free`], arrays and buffers with the free function
+//!   their maker names. Passing NULL where a handle or string is required is
 //!   [`AulaStatus::InvalidArgument`], never a crash.
 //! - Calls block (connect, publish, disconnect wait for the server): make them off the UI
 //!   thread. Callbacks arrive on SDK threads with the `user_data` pointer they were registered
@@ -14,16 +15,27 @@
 //!   callbacks from inside a callback.
 //! - No Rust panic crosses the boundary: one becomes [`AulaStatus::Internal`].
 //!
-//! This module is the only place in the workspace that needs `unsafe`: it dereferences what C
-//! hands it. Every block says why it is sound, given the documented contract.
+//! This module is where the workspace needs `unsafe` (besides the one `unsafe impl` of
+//! uniffi's converter trait in `uniffi_api::bytes`): it dereferences what C hands it. Every
+//! block says why it is sound, given the documented contract.
 #![allow(unsafe_code)]
 
+mod board_events;
+mod board_types;
 mod callbacks;
 mod publishers;
 mod room;
 mod status;
 mod strings;
+mod whiteboard;
 
+pub use board_events::{
+    AulaItemRef, AulaWhiteboardEvent, AulaWhiteboardEventCallback, AulaWhiteboardEventKind,
+};
+pub use board_types::{
+    aula_bytes_free, aula_items_free, aula_laser_pointers_free, aula_strings_free, AulaItem,
+    AulaItemKind, AulaLaser, AulaLaserPointer, AulaNewItem, AulaPoint,
+};
 pub use callbacks::{
     AulaAudioFrame, AulaAudioFrameCallback, AulaEvent, AulaEventCallback, AulaEventKind,
     AulaVideoFrame, AulaVideoFrameCallback,
@@ -43,4 +55,15 @@ pub use status::{aula_last_error_message, AulaStatus};
 pub use strings::{
     aula_create_token, aula_read_stamp, aula_set_log_level, aula_string_free, aula_version,
     AulaLogLevel, AulaRole, AulaStamp,
+};
+pub use whiteboard::{
+    aula_room_whiteboard, aula_whiteboard_add_item, aula_whiteboard_add_stroke,
+    aula_whiteboard_clear_page, aula_whiteboard_digest, aula_whiteboard_erase,
+    aula_whiteboard_export_png, aula_whiteboard_export_svg, aula_whiteboard_extend_stroke,
+    aula_whiteboard_free, aula_whiteboard_has_item, aula_whiteboard_item_count,
+    aula_whiteboard_items, aula_whiteboard_lasers, aula_whiteboard_move_item,
+    aula_whiteboard_pages, aula_whiteboard_recolor, aula_whiteboard_redo,
+    aula_whiteboard_set_board_locked, aula_whiteboard_set_event_callback,
+    aula_whiteboard_set_laser, aula_whiteboard_set_page_locked, aula_whiteboard_unacked,
+    aula_whiteboard_undo, AulaWhiteboard,
 };

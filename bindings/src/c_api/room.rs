@@ -38,7 +38,7 @@ pub struct AulaConnectOptions {
 
 /// A joined room (opaque). Release with `aula_room_free`.
 pub struct AulaRoom {
-    room: Arc<uniffi_api::AulaRoom>,
+    pub(crate) room: Arc<uniffi_api::AulaRoom>,
     events: Arc<CallbackSlot<EventFn>>,
     event_subscription: Mutex<Option<Arc<Subscription>>>,
     video: Arc<CallbackSlot<VideoFn>>,

@@ -117,3 +117,22 @@ impl From<aula_core::media::MediaError> for AulaError {
         }
     }
 }
+
+impl From<aula_core::WhiteboardError> for AulaError {
+    fn from(err: aula_core::WhiteboardError) -> Self {
+        // Every whiteboard error names an argument that does not fit the board (an unknown
+        // item id); the variants to come are of the same kind.
+        AulaError::InvalidArgument {
+            reason: err.to_string(),
+        }
+    }
+}
+
+impl From<aula_core::whiteboard::png::RenderError> for AulaError {
+    fn from(err: aula_core::whiteboard::png::RenderError) -> Self {
+        // A page renders unless its size is empty or over the limit.
+        AulaError::InvalidArgument {
+            reason: err.to_string(),
+        }
+    }
+}

@@ -1,9 +1,10 @@
-//! Foreign callbacks: room listeners (with subscription handles) and media sinks.
+//! Foreign callbacks: listeners (with subscription handles) and media sinks.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use aula_core::media::{AudioFrame, FrameStamp, VideoFrame};
-use aula_core::RoomEvent;
 use aula_protocol::{ParticipantId, TrackSid};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -31,37 +32,56 @@ pub trait AudioFrameSink: Send + Sync {
     fn on_audio_frame(&self, participant_id: String, track_sid: String, frame: DecodedAudioFrame);
 }
 
-/// The listeners of one room.
-#[derive(Default)]
-pub(crate) struct Listeners {
-    entries: Mutex<Vec<(u64, Arc<dyn RoomListener>)>>,
-    next_id: Mutex<u64>,
+/// Listeners of one kind (a room's, or a whiteboard's), each under a registration id.
+pub(crate) struct Listeners<L: ?Sized> {
+    entries: Mutex<Vec<(u64, Arc<L>)>>,
+    next_id: AtomicU64,
 }
 
-impl Listeners {
-    fn add(&self, listener: Arc<dyn RoomListener>) -> u64 {
-        let id = {
-            let mut next = self.next_id.lock().unwrap_or_else(|p| p.into_inner());
-            *next += 1;
-            *next
-        };
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((id, listener));
-        id
+impl<L: ?Sized> Default for Listeners<L> {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+        }
     }
+}
 
+/// What a [`Subscription`] removes its listener from.
+trait Unsubscribe: Send + Sync {
+    /// Removes the listener registered as `id`, if still there.
+    fn remove(&self, id: u64);
+}
+
+impl<L: ?Sized + Send + Sync> Unsubscribe for Listeners<L> {
     fn remove(&self, id: u64) {
         self.entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|(i, _)| *i != id);
     }
+}
 
-    fn deliver(&self, update: &RoomUpdate) {
+impl<L: ?Sized + Send + Sync + 'static> Listeners<L> {
+    /// Registers `listener`; the returned handle removes it.
+    pub(crate) fn subscribe(self: &Arc<Self>, listener: Arc<L>) -> Subscription {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((id, listener));
+        let target: Arc<dyn Unsubscribe> = Arc::clone(self) as Arc<dyn Unsubscribe>;
+        Subscription {
+            target: Arc::downgrade(&target),
+            id,
+        }
+    }
+
+    /// Calls `call` on every listener. A listener that panics (a foreign callback that threw)
+    /// is reported in the log; the others, and later events, still get through.
+    fn deliver(&self, call: impl Fn(&L)) {
         // Copy out so a listener may add or close subscriptions from inside its callback.
-        let listeners: Vec<Arc<dyn RoomListener>> = self
+        let listeners: Vec<Arc<L>> = self
             .entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -69,34 +89,36 @@ impl Listeners {
             .map(|(_, l)| Arc::clone(l))
             .collect();
         for listener in listeners {
-            listener.on_update(update.clone());
+            if catch_unwind(AssertUnwindSafe(|| call(&listener))).is_err() {
+                tracing::warn!("a listener callback failed; the event was dropped for it");
+            }
         }
     }
 
-    /// Registers `listener`; the returned handle removes it.
-    pub(crate) fn subscribe(self: &Arc<Self>, listener: Arc<dyn RoomListener>) -> Subscription {
-        let id = self.add(listener);
-        Subscription {
-            listeners: Arc::downgrade(self),
-            id,
-        }
-    }
-
-    /// Runs the room's event thread: core events to listeners until the stream ends.
-    pub(crate) fn spawn_dispatcher(
+    /// Runs a thread named `name` that turns each of `events` into an update with `convert`
+    /// (skipping `None`) and hands it to every listener with `call`, in order, until the
+    /// stream ends or these listeners are gone.
+    pub(crate) fn spawn_dispatcher<E, U>(
         self: &Arc<Self>,
-        mut events: UnboundedReceiver<RoomEvent>,
-    ) -> std::io::Result<()> {
+        name: &str,
+        mut events: UnboundedReceiver<E>,
+        convert: fn(E) -> Option<U>,
+        call: fn(&L, U),
+    ) -> std::io::Result<()>
+    where
+        E: Send + 'static,
+        U: Clone + 'static,
+    {
         let listeners = Arc::downgrade(self);
         std::thread::Builder::new()
-            .name("aula-events".into())
+            .name(name.into())
             .spawn(move || {
                 while let Some(event) = events.blocking_recv() {
                     let Some(listeners) = listeners.upgrade() else {
                         return;
                     };
-                    if let Some(update) = RoomUpdate::from_event(event) {
-                        listeners.deliver(&update);
+                    if let Some(update) = convert(event) {
+                        listeners.deliver(|l| call(l, update.clone()));
                     }
                 }
             })
@@ -104,10 +126,11 @@ impl Listeners {
     }
 }
 
-/// A listener registration; cancelling or dropping (closing, in Kotlin) it stops the listener's callbacks.
+/// A listener registration; cancelling or dropping (closing, in Kotlin) it stops the
+/// listener's callbacks.
 #[derive(uniffi::Object)]
 pub struct Subscription {
-    listeners: Weak<Listeners>,
+    target: Weak<dyn Unsubscribe>,
     id: u64,
 }
 
@@ -115,8 +138,8 @@ pub struct Subscription {
 impl Subscription {
     /// Stops the callbacks. Idempotent.
     pub fn cancel(&self) {
-        if let Some(listeners) = self.listeners.upgrade() {
-            listeners.remove(self.id);
+        if let Some(target) = self.target.upgrade() {
+            target.remove(self.id);
         }
     }
 }

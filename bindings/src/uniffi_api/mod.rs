@@ -7,14 +7,18 @@
 //! keyframe requests and logs on SDK threads. Calling a blocking method from inside an SDK
 //! runtime worker is refused with [`AulaError::InvalidState`] rather than deadlocking.
 //!
-//! Every call on a disconnected room returns [`AulaError::Disconnected`].
+//! Every call on a disconnected room, and on its [`Whiteboard`], returns
+//! [`AulaError::Disconnected`].
 
+mod board_records;
+mod bytes;
 mod error;
 mod listeners;
 mod logging;
 mod media;
 mod publishers;
 mod records;
+mod whiteboard;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -25,6 +29,10 @@ use aula_core::{Room, RoomOptions, VideoPublishOptions};
 use aula_protocol::token::unix_now;
 use aula_protocol::{Claims, TrackSid};
 
+pub use board_records::{
+    Item, ItemKind, ItemRef, Laser, LaserPointer, NewItem, Point, WhiteboardEvent,
+};
+pub use bytes::Bytes;
 pub use error::AulaError;
 pub use listeners::{AudioFrameSink, RoomListener, Subscription, VideoFrameSink};
 pub use logging::{set_log_level, set_log_sink, LogLevel, LogSink};
@@ -35,6 +43,7 @@ pub use records::{
     Participant, ParticipantRole, PublishedTrackStats, ReceivedTrackStats, RoomStatistics,
     RoomUpdate, Stamp, Track, TrackKind, TrackOrigin,
 };
+pub use whiteboard::{Whiteboard, WhiteboardListener};
 
 use listeners::{AudioSinkAdapter, Listeners, VideoSinkAdapter};
 
@@ -128,8 +137,12 @@ pub fn connect(
         ..RoomOptions::default()
     };
     let (room, events) = block_on(Room::connect(&url, &token, core_options))??;
-    let listeners = Arc::new(Listeners::default());
-    if let Err(err) = listeners.spawn_dispatcher(events) {
+    let listeners: Arc<Listeners<dyn RoomListener>> = Arc::default();
+    if let Err(err) =
+        listeners.spawn_dispatcher("aula-events", events, RoomUpdate::from_event, |l, u| {
+            l.on_update(u)
+        })
+    {
         let _ = block_on(room.disconnect());
         return Err(AulaError::Internal {
             reason: format!("cannot start the event thread: {err}"),
@@ -146,7 +159,7 @@ pub fn connect(
 #[derive(uniffi::Object)]
 pub struct AulaRoom {
     room: Mutex<Option<Room>>,
-    listeners: Arc<Listeners>,
+    listeners: Arc<Listeners<dyn RoomListener>>,
 }
 
 impl AulaRoom {
@@ -229,6 +242,13 @@ impl AulaRoom {
     ) -> Result<Arc<Subscription>, AulaError> {
         self.room()?;
         Ok(Arc::new(self.listeners.subscribe(listener)))
+    }
+
+    /// The room's shared whiteboard. Each call returns a new handle on the same board; the
+    /// handle does not keep the room alive, and fails with `Disconnected` once the room is.
+    pub fn whiteboard(self: Arc<Self>) -> Result<Arc<Whiteboard>, AulaError> {
+        self.room()?;
+        Ok(Arc::new(Whiteboard::new(&self)))
     }
 
     /// Sets (or with `None` removes) the sink receiving every decoded video frame.

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use aula_core::{AppVideoFeed, EncodedVideoFeed};
 
+use super::bytes::Bytes;
 use super::error::AulaError;
 use super::records::{EncodedPushResult, FeedStats, Track};
 
@@ -32,13 +33,13 @@ impl AppVideoPublisher {
     }
 
     /// Pushes one I420 frame: `width*height*3/2` bytes, Y then U then V, tightly packed.
-    pub fn push_i420(&self, data: Vec<u8>, timestamp_us: u64) -> Result<(), AulaError> {
+    pub fn push_i420(&self, data: Bytes, timestamp_us: u64) -> Result<(), AulaError> {
         self.feed.push_i420(&data, timestamp_us).map_err(feed_error)
     }
 
     /// Pushes one NV12 frame: a `width*height` Y plane and a `width*height/2` interleaved UV
     /// plane, tightly packed; converted to I420.
-    pub fn push_nv12(&self, y: Vec<u8>, uv: Vec<u8>, timestamp_us: u64) -> Result<(), AulaError> {
+    pub fn push_nv12(&self, y: Bytes, uv: Bytes, timestamp_us: u64) -> Result<(), AulaError> {
         self.feed
             .push_nv12(&y, &uv, timestamp_us)
             .map_err(feed_error)
@@ -76,7 +77,7 @@ impl EncodedVideoPublisher {
     /// Pushes one access unit; `keyframe` must match its content (IDR/SPS present).
     pub fn push(
         &self,
-        access_unit: Vec<u8>,
+        access_unit: Bytes,
         keyframe: bool,
         timestamp_us: u64,
     ) -> Result<EncodedPushResult, AulaError> {

@@ -4,6 +4,8 @@ use aula_core::media::{AudioFrame, FrameStamp, VideoFrame};
 use aula_core::{DisconnectReason, PublishedStats, ReceivedStats, RoomEvent};
 use aula_protocol::{MediaKind, ParticipantInfo, Role, TrackInfo, TrackSource};
 
+use super::bytes::Bytes;
+
 /// Audio or video.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
 pub enum TrackKind {
@@ -322,7 +324,7 @@ pub struct DecodedVideoFrame {
     /// Height in pixels.
     pub height: u32,
     /// `width*height*3/2` bytes of I420.
-    pub data: Vec<u8>,
+    pub data: Bytes,
     /// The frame's timestamp, µs.
     pub timestamp_us: u64,
     /// The stamp drawn into the picture, if it carries an intact one.
@@ -339,7 +341,7 @@ impl DecodedVideoFrame {
         DecodedVideoFrame {
             width: frame.width,
             height: frame.height,
-            data,
+            data: data.into(),
             timestamp_us: frame.timestamp_us,
             stamp: stamp.map(Stamp::from),
         }

@@ -11,8 +11,9 @@ import org.junit.jupiter.api.Test
 
 /**
  * Cost of moving one 720p I420 frame across the Kotlin boundary (run with -Daula.bench=true,
- * ideally against the release library: AULA_LIB=target/release/libaula.so run.sh
- * -Daula.bench=true -Dtest=FrameCostBench). Prints medians in microseconds.
+ * ideally against the shipped library: scripts/sdk-size.sh, then
+ * AULA_LIB=target/release-sdk/libaula.so run.sh -Daula.bench=true -Dtest=FrameCostBench).
+ * Prints medians in microseconds.
  */
 class FrameCostBench {
     private fun medianUs(n: Int, block: () -> Unit): Double {
