@@ -8,9 +8,13 @@
 //! frame, so the last packets of a frame are protected without waiting for the next one.
 //!
 //! `webrtc`'s FlexFEC sender protects every block with a fixed shape; [`FecSender`] uses the
-//! same encoder with the adaptive shape. Receivers use `webrtc`'s FlexFEC decoder unchanged
-//! ([`fec_receiver`]). The codec is negotiated like any other ([`register_flexfec`]); a peer
-//! that does not offer it (a browser without FlexFEC) gets no repair stream.
+//! same encoder with the adaptive shape, and [`FecReceiver`] the same decoder. Both protect
+//! packets *without* their RTP header extensions: `webrtc`'s own interceptors add and read them
+//! wire-ward of FEC (the transport-wide sequence number is added after the repair packets are
+//! made), and its encoder and decoder XOR the marshalled packet, extensions included, so a
+//! receiver that sees extensions the sender's encoder did not rebuilds garbage. The codec is
+//! negotiated like any other ([`register_flexfec`]); a peer that does not offer it (a browser
+//! without FlexFEC) gets no repair stream.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,8 +22,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rtc::interceptor::{
-    AttributedPacket, FlexFec03Encoder, FlexFec03ReceiveBuilder, FlexFec03ReceiveInterceptor,
-    Interceptor, Packet, StreamInfo, TaggedPacket,
+    Attribute, AttributedPacket, FlexFec03Decoder, FlexFec03Encoder, Interceptor, Packet,
+    StreamInfo, TaggedPacket,
 };
 use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_FLEX_FEC03};
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
@@ -100,9 +104,113 @@ pub fn register_flexfec(media_engine: &mut MediaEngine) -> Result<(), rtc::share
     )
 }
 
-/// `webrtc`'s FlexFEC-03 decoder, for the receive side.
-pub fn fec_receiver() -> FlexFec03ReceiveInterceptor {
-    FlexFec03ReceiveBuilder::new().build()
+/// A copy of `packet` as FEC protects it: without header extensions.
+fn protected_form(packet: &rtc::rtp::Packet) -> rtc::rtp::Packet {
+    let mut bare = packet.clone();
+    bare.header.extension = false;
+    bare.header.extension_profile = 0;
+    bare.header.extensions.clear();
+    bare.header.extensions_padding = 0;
+    bare
+}
+
+/// Rebuilds lost media from FlexFEC-03 repair packets (see the module docs), and keeps the
+/// repair packets away from everything after it.
+#[derive(Default)]
+pub struct FecReceiver {
+    /// Decoders by the media SSRC they protect.
+    decoders: HashMap<u32, FlexFec03Decoder>,
+    /// Repair SSRC to the media SSRC it protects.
+    repair_to_media: HashMap<u32, u32>,
+    read_queue: VecDeque<TaggedPacket>,
+    write_queue: VecDeque<TaggedPacket>,
+}
+
+/// The receive side's FEC decoder.
+pub fn fec_receiver() -> FecReceiver {
+    FecReceiver::default()
+}
+
+impl FecReceiver {
+    fn queue_recovered(&mut self, template: &TaggedPacket, recovered: Vec<rtc::rtp::Packet>) {
+        for packet in recovered {
+            self.read_queue.push_back(TaggedPacket {
+                now: template.now,
+                transport: template.transport,
+                message: AttributedPacket::new(Packet::Rtp(packet)).with(Attribute::RecoveredByFec),
+            });
+        }
+    }
+}
+
+impl Protocol<TaggedPacket, TaggedPacket, ()> for FecReceiver {
+    type Rout = TaggedPacket;
+    type Wout = TaggedPacket;
+    type Eout = ();
+    type Error = Error;
+    type Time = Instant;
+
+    fn handle_read(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        let Packet::Rtp(packet) = &msg.message.packet else {
+            self.read_queue.push_back(msg);
+            return Ok(());
+        };
+        let ssrc = packet.header.ssrc;
+        if let Some(media) = self.repair_to_media.get(&ssrc).copied() {
+            // A repair packet: used here, never passed on.
+            let recovered = match self.decoders.get_mut(&media) {
+                Some(decoder) => decoder.decode(protected_form(packet)),
+                None => Vec::new(),
+            };
+            self.queue_recovered(&msg, recovered);
+            return Ok(());
+        }
+        let recovered = match self.decoders.get_mut(&ssrc) {
+            Some(decoder) => decoder.decode(protected_form(packet)),
+            None => Vec::new(),
+        };
+        // The packet that arrived goes first, then whatever it made recoverable.
+        let template = TaggedPacket {
+            now: msg.now,
+            transport: msg.transport,
+            message: AttributedPacket::new(Packet::Rtcp(Vec::new())),
+        };
+        self.read_queue.push_back(msg);
+        self.queue_recovered(&template, recovered);
+        Ok(())
+    }
+
+    fn poll_read(&mut self) -> Option<Self::Rout> {
+        self.read_queue.pop_front()
+    }
+
+    fn handle_write(&mut self, msg: TaggedPacket) -> Result<(), Self::Error> {
+        self.write_queue.push_back(msg);
+        Ok(())
+    }
+
+    fn poll_write(&mut self) -> Option<Self::Wout> {
+        self.write_queue.pop_front()
+    }
+}
+
+impl Interceptor for FecReceiver {
+    fn bind_local_stream(&mut self, _info: &StreamInfo) {}
+
+    fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
+
+    fn bind_remote_stream(&mut self, info: &StreamInfo) {
+        if let (Some(ssrc_fec), Some(_)) = (info.ssrc_fec, info.payload_type_fec) {
+            self.decoders
+                .insert(info.ssrc, FlexFec03Decoder::new(ssrc_fec, info.ssrc));
+            self.repair_to_media.insert(ssrc_fec, info.ssrc);
+        }
+    }
+
+    fn unbind_remote_stream(&mut self, info: &StreamInfo) {
+        self.decoders.remove(&info.ssrc);
+        self.repair_to_media.retain(|_, media| *media != info.ssrc);
+    }
 }
 
 /// What a connection's FEC sender did, shared with stats.
@@ -217,7 +325,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for FecSender {
             repair.extend(Self::flush(stream, protection, &self.stats));
         }
         if protection.is_some() {
-            stream.block.push(packet.clone());
+            stream.block.push(protected_form(packet));
         }
         let full = protection.is_some_and(|p| stream.block.len() as u32 >= p.media);
         if full || packet.header.marker {
@@ -368,6 +476,62 @@ mod tests {
         assert_eq!(recovered.len(), 1);
         assert_eq!(recovered[0].header.sequence_number, 11);
         assert_eq!(recovered[0].payload, media(11, false).payload);
+    }
+
+    #[test]
+    fn repair_works_when_the_wire_adds_header_extensions() {
+        // At 10 % loss each repair packet covers two media packets (11 with 13), so what the
+        // receiver XORs back out must match what the sender XORed in.
+        let mut s = sender(0.10);
+        let out = send(&mut s, (10..14).map(|i| media(i, i == 13)).collect());
+        // On the way, every packet gains a header extension (a transport-wide sequence number).
+        let with_extension = |mut p: rtc::rtp::Packet| {
+            p.header.extension = true;
+            p.header.extension_profile = 0xBEDE;
+            p.header.extensions = vec![rtc::rtp::header::Extension {
+                id: 5,
+                payload: bytes::Bytes::from_static(&[0, 42]),
+            }];
+            p
+        };
+        let mut receiver = fec_receiver();
+        receiver.bind_remote_stream(&StreamInfo {
+            ssrc: 1,
+            ssrc_fec: Some(2),
+            payload_type: 96,
+            payload_type_fec: Some(FLEXFEC_PAYLOAD_TYPE),
+            ..StreamInfo::default()
+        });
+        let mut media_seen = Vec::new();
+        for p in out
+            .into_iter()
+            .filter(|p| p.header.sequence_number != 11 || p.header.ssrc == 2)
+        {
+            receiver
+                .handle_read(TaggedPacket {
+                    now: Instant::now(),
+                    transport: Default::default(),
+                    message: AttributedPacket::new(Packet::Rtp(with_extension(p))),
+                })
+                .unwrap();
+            while let Some(msg) = receiver.poll_read() {
+                if let Packet::Rtp(p) = &msg.message.packet {
+                    media_seen.push((p.clone(), msg.message.has(&Attribute::RecoveredByFec)));
+                }
+            }
+        }
+        assert!(
+            media_seen.iter().all(|(p, _)| p.header.ssrc == 1),
+            "repair packets stay here"
+        );
+        let rebuilt: Vec<_> = media_seen.iter().filter(|(_, fec)| *fec).collect();
+        assert_eq!(rebuilt.len(), 1);
+        assert_eq!(rebuilt[0].0.header.sequence_number, 11);
+        assert_eq!(
+            rebuilt[0].0.payload,
+            media(11, false).payload,
+            "the exact payload"
+        );
     }
 
     #[test]

@@ -433,6 +433,7 @@ async fn forward_packets(
             continue;
         };
         if switched {
+            tracing::debug!(track = %track.info.sid, layer, "forwarding layer");
             forwarding.store(layer, Ordering::Relaxed);
             last_keyframe_request = None;
             if track.layer_count() > 1 {
@@ -465,6 +466,10 @@ async fn forward_packets(
 const ALLOCATION_INTERVAL: Duration = Duration::from_millis(250);
 /// The budget before the subscriber's first congestion feedback, bit/s.
 const BUDGET_BEFORE_FEEDBACK: f64 = aula_transport::bwe::INITIAL_BITRATE;
+/// A budget short of the received layer for this long moves the track down a layer.
+const DOWNGRADE_AFTER: Duration = Duration::from_millis(600);
+/// A budget under this share of the received layer's rate moves it down at once.
+const SEVERE_SHORTFALL: f64 = 0.5;
 /// What an audio track is taken to cost, bit/s.
 const AUDIO_COST: f64 = 40_000.0;
 
@@ -476,8 +481,11 @@ async fn allocate_layers(
     estimate: Arc<BandwidthEstimate>,
 ) {
     let mut tick = tokio::time::interval(ALLOCATION_INTERVAL);
+    // When each track's budget first fell short of the layer it receives.
+    let mut short_since: HashMap<TrackSid, Instant> = HashMap::new();
     loop {
         tick.tick().await;
+        let now = Instant::now();
         let Some(state) = state.upgrade() else { return };
         let state = state.lock().await;
         let video: Vec<&DownTrack> = state
@@ -500,8 +508,35 @@ async fn allocate_layers(
             })
             .collect();
         let chosen = choose_layers(budget.max(0.0), &demands);
-        for (down_track, layer) in video.iter().zip(chosen) {
-            down_track.target.store(layer, Ordering::Relaxed);
+        short_since.retain(|sid, _| state.down_tracks.contains_key(sid));
+        for ((down_track, demand), mut layer) in video.iter().zip(&demands).zip(chosen) {
+            let sid = &down_track.track.info.sid;
+            if layer < demand.current {
+                // A step down waits a moment unless the shortfall is large: one late feedback
+                // report (a stalled machine) should not cost a keyframe.
+                let since = *short_since.entry(sid.clone()).or_insert(now);
+                let current_bps = demand
+                    .layer_bps
+                    .get(usize::from(demand.current))
+                    .copied()
+                    .unwrap_or(0.0);
+                let severe = budget < current_bps * SEVERE_SHORTFALL;
+                if !severe && now.duration_since(since) < DOWNGRADE_AFTER {
+                    layer = demand.current;
+                }
+            } else {
+                short_since.remove(sid);
+            }
+            let before = down_track.target.swap(layer, Ordering::Relaxed);
+            if before != layer {
+                tracing::debug!(
+                    %subscriber,
+                    track = %down_track.track.info.sid,
+                    layer,
+                    budget,
+                    "layer chosen"
+                );
+            }
             if down_track.track.layer_count() > 1 {
                 down_track.track.set_wanted(&subscriber, Some(layer));
             }
