@@ -88,6 +88,11 @@ pub struct StepReport {
     /// Seconds from the step down until frames arrive within 150 ms again (and stay so for a
     /// second); `None` if they never did during the hold.
     adapt_seconds: Option<f64>,
+    /// Seconds from the step down until the last frame of the hold that took 150 ms or more
+    /// (probes for more bandwidth overrun the capped link now and then).
+    settled_for_good_seconds: Option<f64>,
+    /// Share of the frames after `adapt_seconds` that took 150 ms or more.
+    late_after_adapting: f64,
     /// Stamp-to-decode latency during the step down.
     latency_ms: Percentiles,
     /// Frames decoded per second during the step down.
@@ -244,7 +249,19 @@ pub async fn run_step_once(args: &StepArgs) -> anyhow::Result<StepReport> {
         .iter()
         .filter_map(|f| Some((f.at, f.latency_ms?)))
         .collect();
-    let adapt_seconds = settled_after(&during, down);
+    let adapt_seconds = first_settled(&during, down);
+    let settled_for_good_seconds = settled_after(&during, down);
+    let late_after_adapting = adapt_seconds.map_or(1.0, |s| {
+        let after: Vec<_> = during
+            .iter()
+            .filter(|(at, _)| at.duration_since(down).as_secs_f64() >= s)
+            .collect();
+        let late = after
+            .iter()
+            .filter(|(_, ms)| *ms >= SETTLED_LATENCY_MS)
+            .count();
+        late as f64 / after.len().max(1) as f64
+    });
     let decoded_fps = during.len() as f64 / hold.as_secs_f64();
     publisher.disconnect().await;
     subscriber.disconnect().await;
@@ -254,11 +271,30 @@ pub async fn run_step_once(args: &StepArgs) -> anyhow::Result<StepReport> {
         to_kbps: args.to_kbps,
         adaptive: !args.no_adapt,
         adapt_seconds,
+        settled_for_good_seconds,
+        late_after_adapting,
         latency_ms: Percentiles::of(&during.iter().map(|(_, ms)| *ms).collect::<Vec<_>>()),
         decoded_fps,
         recover_seconds,
         samples,
     })
+}
+
+/// Seconds from `from` to the first frame from which every frame for a second arrived within
+/// [`SETTLED_LATENCY_MS`].
+fn first_settled(frames: &[(Instant, f64)], from: Instant) -> Option<f64> {
+    let mut start: Option<usize> = None;
+    for (i, (at, ms)) in frames.iter().enumerate() {
+        if *ms >= SETTLED_LATENCY_MS {
+            start = None;
+            continue;
+        }
+        let first = *start.get_or_insert(i);
+        if at.duration_since(frames[first].0) >= Duration::from_secs(1) {
+            return Some(frames[first].0.duration_since(from).as_secs_f64());
+        }
+    }
+    None
 }
 
 /// Seconds from `from` to the first frame after which every frame for a second (and to the
@@ -281,12 +317,16 @@ pub async fn run_step(args: StepArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "{} -> {} kbit/s: back under {SETTLED_LATENCY_MS} ms after {}; latency p50 {:.0} / p95 {:.0} / max {:.0} ms, {:.1} fps during the step; encoder back at 90 % {} after the link returned",
+            "{} -> {} kbit/s: back under {SETTLED_LATENCY_MS} ms after {} ({:.1} % of frames late after that, the last {}); latency p50 {:.0} / p95 {:.0} / max {:.0} ms, {:.1} fps during the step; encoder back at 90 % {} after the link returned",
             report.from_kbps,
             report.to_kbps,
             report
                 .adapt_seconds
                 .map_or("never".to_owned(), |s| format!("{s:.2} s")),
+            report.late_after_adapting * 100.0,
+            report
+                .settled_for_good_seconds
+                .map_or("at the end".to_owned(), |s| format!("at {s:.2} s")),
             report.latency_ms.p50,
             report.latency_ms.p95,
             report.latency_ms.max,
@@ -335,5 +375,18 @@ mod tests {
         let late_end = vec![(at(100), 80.0), (at(1500), 400.0)];
         assert_eq!(settled_after(&late_end, start), None);
         assert_eq!(settled_after(&[], start), None);
+        let probe = vec![
+            (at(100), 400.0),
+            (at(500), 80.0),
+            (at(1600), 80.0),
+            (at(2000), 300.0),
+            (at(3200), 80.0),
+        ];
+        assert_eq!(first_settled(&probe, start), Some(0.5));
+        assert_eq!(
+            settled_after(&probe, start),
+            None,
+            "the last second is not a full one"
+        );
     }
 }

@@ -16,8 +16,10 @@ pub struct Camera {
     pub height: u32,
     /// Frames per second.
     pub fps: u32,
-    /// Encoder bitrate, bit/s.
+    /// Encoder bitrate, bit/s (the top layer's, with simulcast).
     pub bitrate_bps: u32,
+    /// Send as simulcast layers (the default).
+    pub simulcast: bool,
 }
 
 impl Camera {
@@ -32,6 +34,7 @@ impl Camera {
             height,
             fps,
             bitrate_bps,
+            simulcast: true,
         }
     }
 }
@@ -104,6 +107,7 @@ pub async fn join_with(
             SyntheticVideoSource::new(camera.width, camera.height, camera.fps)?,
             VideoPublishOptions {
                 bitrate_bps: camera.bitrate_bps,
+                simulcast: camera.simulcast,
                 ..VideoPublishOptions::default()
             },
         )

@@ -6,6 +6,7 @@ mod frame_log;
 mod harness;
 mod loss;
 mod memory;
+mod mixed;
 mod whiteboard;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,9 @@ enum Scenario {
     Loss(loss::LossArgs),
     /// Every cell of the loss table (loss 0-40 % x RTT 50 and 150 ms).
     LossTable(loss::LossArgs),
+    /// Two subscribers on different downlinks (5 Mbit/s and 500 kbit/s) watching one 720p
+    /// publisher: the layer, frame rate and latency each gets.
+    Mixed(mixed::MixedArgs),
     /// Server memory per idle participant and per forwarded stream (runs the aula-server binary).
     Memory(memory::MemoryArgs),
     /// Time from join to a 720p picture at the subscriber on a capped uplink, and the estimate
@@ -58,5 +62,6 @@ fn main() -> anyhow::Result<()> {
         Scenario::Ramp(args) => runtime.block_on(adapt::run_ramp(args)),
         Scenario::Step(args) => runtime.block_on(adapt::run_step(args)),
         Scenario::Memory(args) => runtime.block_on(memory::run(args)),
+        Scenario::Mixed(args) => runtime.block_on(mixed::run(args)),
     }
 }

@@ -241,6 +241,15 @@ pub enum ClientMessage {
         /// Request id.
         id: u64,
     },
+    /// Which simulcast layers of a published track the client is sending now (it stops a
+    /// layer its uplink cannot carry, or that nobody wants). Lets the server move subscribers
+    /// off a stopped layer at once. No reply.
+    LayersActive {
+        /// The track.
+        sid: TrackSid,
+        /// Indices of the layers being sent, ascending.
+        layers: Vec<u8>,
+    },
 }
 
 fn default_true() -> bool {
@@ -259,7 +268,7 @@ impl ClientMessage {
             | ClientMessage::UpdateSubscription { id, .. }
             | ClientMessage::Ping { id }
             | ClientMessage::Leave { id } => Some(*id),
-            ClientMessage::Trickle { .. } => None,
+            ClientMessage::Trickle { .. } | ClientMessage::LayersActive { .. } => None,
         }
     }
 
@@ -275,6 +284,7 @@ impl ClientMessage {
             ClientMessage::Ping { .. } => "ping",
             ClientMessage::Leave { .. } => "leave",
             ClientMessage::Trickle { .. } => "trickle",
+            ClientMessage::LayersActive { .. } => "layers_active",
         }
     }
 }

@@ -311,6 +311,7 @@ async fn join(
         publisher: None,
         announced: HashMap::new(),
         layered: HashMap::new(),
+        sent_layers: HashMap::new(),
         peer_events_tx,
         peer_events,
         rate: MessageRate::new(
@@ -353,6 +354,8 @@ struct Session {
     announced: HashMap<String, TrackInfo>,
     /// Published simulcast tracks, by client id, for their later layers to attach to.
     layered: HashMap<String, Arc<PublishedTrack>>,
+    /// Layers reported sent for tracks whose media has not arrived yet.
+    sent_layers: HashMap<TrackSid, Vec<u8>>,
     peer_events_tx: mpsc::Sender<PeerEvent>,
     peer_events: mpsc::Receiver<PeerEvent>,
     rate: MessageRate,
@@ -533,6 +536,25 @@ impl Session {
                 self.outbox.send(ServerMessage::Ok { request_id: id });
                 Ok(())
             }
+            ClientMessage::LayersActive { sid, layers } => {
+                match self
+                    .participant
+                    .published()
+                    .into_iter()
+                    .find(|t| t.info.sid == sid)
+                {
+                    Some(track) => {
+                        track.set_sent_layers(&layers);
+                        Ok(())
+                    }
+                    // Announced, media not here yet: applied when it comes.
+                    None if self.announced.values().any(|t| t.sid == sid) => {
+                        self.sent_layers.insert(sid, layers);
+                        Ok(())
+                    }
+                    None => Err((ErrorCode::UnknownTrack, format!("no track {sid}"))),
+                }
+            }
             ClientMessage::Ping { id } => {
                 self.outbox.send(ServerMessage::Pong { request_id: id });
                 Ok(())
@@ -589,6 +611,9 @@ impl Session {
                     return;
                 };
                 if track.layer_count() > 1 {
+                    if let Some(layers) = self.sent_layers.remove(&track.info.sid) {
+                        track.set_sent_layers(&layers);
+                    }
                     self.layered.insert(cid, Arc::clone(&track));
                 }
                 tracing::info!(participant = %self.participant.id(), track = %track.info.sid, kind = %track.info.kind, layers = track.layer_count(), "track published");

@@ -387,6 +387,53 @@ impl Interceptor for PacingRateTap {
     fn unbind_remote_stream(&mut self, _info: &StreamInfo) {}
 }
 
+/// When a step up in rate that failed may be tried again: a simulcast layer a publisher had to
+/// stop for want of uplink, or a layer the SFU had to take back from a subscriber. An estimate
+/// on an app-limited path runs ahead of what the path carries, and such a step adds hundreds of
+/// kbit/s at once; without a back-off it would overrun a capped link every few seconds. The
+/// first failure blocks the step for [`PROBE_BACKOFF`], each failure soon after a retry twice as
+/// long as the last (up to [`MAX_PROBE_BACKOFF`]); a step that holds for [`PROVEN_AFTER`]
+/// resets it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProbeBackoff {
+    started: Option<Instant>,
+    backoff: Option<Duration>,
+    blocked_until: Option<Instant>,
+}
+
+/// The first back-off after a failed step up.
+pub const PROBE_BACKOFF: Duration = Duration::from_secs(2);
+/// The longest back-off.
+pub const MAX_PROBE_BACKOFF: Duration = Duration::from_secs(30);
+/// A step up that holds this long proved the path carries it.
+pub const PROVEN_AFTER: Duration = Duration::from_secs(10);
+
+impl ProbeBackoff {
+    /// The step up was taken at `now`.
+    pub fn started(&mut self, now: Instant) {
+        self.started = Some(now);
+    }
+
+    /// The step had to be taken back at `now`.
+    pub fn stopped(&mut self, now: Instant) {
+        let soon = self
+            .started
+            .is_some_and(|at| now.duration_since(at) < PROVEN_AFTER);
+        let backoff = match self.backoff {
+            Some(previous) if soon => (previous * 2).min(MAX_PROBE_BACKOFF),
+            _ => PROBE_BACKOFF,
+        };
+        self.backoff = Some(backoff);
+        self.blocked_until = Some(now + backoff);
+        self.started = None;
+    }
+
+    /// Whether the step may be taken at `now`.
+    pub fn may_start(&self, now: Instant) -> bool {
+        self.blocked_until.is_none_or(|until| now >= until)
+    }
+}
+
 /// Takes the pacer's slot on a connection that must not pace: an SFU forwards packets as they
 /// arrive (the publisher's pacer has already spread them), and pacing them again per
 /// subscriber only adds delay whenever what is forwarded briefly exceeds the estimate — the
@@ -513,6 +560,25 @@ mod tests {
             }
         }
         estimator.target_bitrate()
+    }
+
+    #[test]
+    fn a_layer_that_keeps_failing_waits_longer_to_restart() {
+        let t = Instant::now();
+        let s = Duration::from_secs;
+        let mut b = ProbeBackoff::default();
+        assert!(b.may_start(t));
+        b.started(t);
+        b.stopped(t + s(1));
+        assert!(!b.may_start(t + s(2)));
+        assert!(b.may_start(t + s(3)), "two seconds after the first stop");
+        b.started(t + s(3));
+        b.stopped(t + s(4));
+        assert!(!b.may_start(t + s(7)));
+        assert!(b.may_start(t + s(8)), "four after a quick second failure");
+        b.started(t + s(8));
+        b.stopped(t + s(30));
+        assert!(b.may_start(t + s(32)), "a long run resets the back-off");
     }
 
     #[test]

@@ -512,6 +512,12 @@ impl Room {
                 share: self.inner.bandwidth.video_track(),
             },
         )?;
+        if let Some(control) = publication.layer_control() {
+            tokio::spawn(report_active_layers(
+                Arc::downgrade(&self.inner),
+                Arc::clone(control),
+            ));
+        }
         lock(&self.inner.publications).push(publication);
         Ok(info)
     }
@@ -1167,6 +1173,33 @@ impl Drop for Inner {
     fn drop(&mut self) {
         for publication in lock(&self.publications).iter() {
             publication.stop();
+        }
+    }
+}
+
+/// Tells the server which simulcast layers of the publication `control` belongs to are being
+/// sent, whenever that changes, for as long as the room and the publication last.
+async fn report_active_layers(
+    inner: std::sync::Weak<Inner>,
+    control: Arc<simulcast::LayerControl>,
+) {
+    loop {
+        control.active_changed().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let sid = lock(&inner.publications)
+            .iter()
+            .find(|p| p.layer_control().is_some_and(|c| Arc::ptr_eq(c, &control)))
+            .map(|p| p.info.sid.clone());
+        let Some(sid) = sid else { return };
+        if inner.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let message = ClientMessage::LayersActive {
+            sid,
+            layers: control.active(),
+        };
+        if let Err(err) = inner.signal().send(&message) {
+            tracing::debug!(error = %err, "active layers not reported");
         }
     }
 }

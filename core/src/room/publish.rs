@@ -31,6 +31,7 @@ use super::bandwidth::VideoTrackShare;
 use super::degradation::Degradation;
 use super::simulcast::{allocate, LayerControl, LayerSpec};
 use super::RoomError;
+use aula_transport::bwe::ProbeBackoff;
 
 /// The H.264 profile Aula sends: constrained baseline, packetization mode 1.
 pub const H264_FMTP: &str =
@@ -294,6 +295,7 @@ struct LayerEncoder {
     spec: LayerSpec,
     encoder: Option<H264Encoder>,
     output: StreamOutput,
+    backoff: ProbeBackoff,
 }
 
 /// A simulcast track's encoders: the budget shared out among the layers ([`allocate`]), the
@@ -315,14 +317,39 @@ impl LayeredEncoder {
             .bandwidth()
             .video_budget_bps(ceiling)
             .unwrap_or(ceiling);
+        let now = Instant::now();
         let specs: Vec<LayerSpec> = self.layers.iter().map(|l| l.spec).collect();
         let on: Vec<bool> = self.layers.iter().map(|l| l.encoder.is_some()).collect();
-        let shares = allocate(budget, &specs, |i| self.control.is_wanted(i), |i| on[i]);
-        for (layer, share) in self.layers.iter_mut().zip(shares) {
+        let may_run = |i: usize| on[i] || self.layers[i].backoff.may_start(now);
+        let shares = allocate(
+            budget,
+            &specs,
+            |i| self.control.is_wanted(i) && may_run(i),
+            |i| on[i],
+        );
+        // A layer that stops leaves its subscribers to the next one down, which they can only
+        // join at a keyframe: make one now rather than wait for them to ask.
+        let stopping = shares
+            .iter()
+            .zip(&on)
+            .rposition(|(share, was_on)| share.is_none() && *was_on);
+        if let Some(stopped) = stopping {
+            if let Some(below) = shares[..stopped].iter().rposition(Option::is_some) {
+                self.layers[below]
+                    .output
+                    .keyframe_wanted
+                    .store(true, Ordering::Release);
+            }
+        }
+        let wanted: Vec<bool> = (0..self.layers.len())
+            .map(|i| self.control.is_wanted(i))
+            .collect();
+        for (index, (layer, share)) in self.layers.iter_mut().zip(shares).enumerate() {
             match (share, layer.encoder.as_mut()) {
                 (Some(bps), Some(encoder)) => retarget(encoder, bps),
                 (Some(bps), None) => {
                     tracing::debug!(width = layer.spec.width, bps, "simulcast layer on");
+                    layer.backoff.started(now);
                     layer.encoder = Some(H264Encoder::new(H264EncoderConfig {
                         width: layer.spec.width,
                         height: layer.spec.height,
@@ -334,6 +361,9 @@ impl LayeredEncoder {
                 (None, Some(_)) => {
                     tracing::debug!(width = layer.spec.width, "simulcast layer off");
                     layer.encoder = None;
+                    if wanted[index] {
+                        layer.backoff.stopped(now);
+                    }
                 }
                 (None, None) => {}
             }
@@ -347,6 +377,11 @@ impl LayeredEncoder {
                 .active
                 .store(layer.encoder.is_some(), Ordering::Relaxed);
         }
+        self.control.set_active(
+            (0..self.layers.len() as u8)
+                .filter(|&i| self.layers[usize::from(i)].encoder.is_some())
+                .collect(),
+        );
         Ok(())
     }
 
@@ -562,6 +597,11 @@ impl LocalPublication {
         }
     }
 
+    /// The simulcast layer control (which layers are wanted and sent), for simulcast video.
+    pub fn layer_control(&self) -> Option<&Arc<LayerControl>> {
+        self.layers.as_ref()
+    }
+
     /// Applies the server's list of the simulcast layers someone watches.
     pub fn set_wanted_layers(&self, layers: &[u8]) {
         if let Some(control) = &self.layers {
@@ -720,6 +760,7 @@ pub(crate) fn start_video(
                 spec,
                 encoder: None,
                 output,
+                backoff: ProbeBackoff::default(),
             });
         }
         let mut layered = LayeredEncoder {

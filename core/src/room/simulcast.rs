@@ -87,22 +87,50 @@ pub(crate) fn simulcast_layers(width: u32, height: u32, bitrate_bps: u32) -> Vec
     layers
 }
 
-/// Which layers of a publication the server says are watched. All are, until it says
-/// otherwise; the lowest always is.
+/// Between the encoder thread and the room: which layers of a publication the server says are
+/// watched (all are, until it says otherwise; the lowest always is), and which the encoder is
+/// sending, for the room to tell the server when that changes.
 #[derive(Debug)]
 pub(crate) struct LayerControl {
     wanted: [AtomicBool; MAX_VIDEO_LAYERS],
+    active: std::sync::Mutex<Vec<u8>>,
+    active_changed: tokio::sync::Notify,
 }
 
 impl Default for LayerControl {
     fn default() -> Self {
         Self {
             wanted: std::array::from_fn(|_| AtomicBool::new(true)),
+            active: std::sync::Mutex::new(Vec::new()),
+            active_changed: tokio::sync::Notify::new(),
         }
     }
 }
 
 impl LayerControl {
+    /// The encoder now sends `layers` (ascending).
+    pub fn set_active(&self, layers: Vec<u8>) {
+        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        if *active != layers {
+            *active = layers;
+            // Stores a permit: a change while nobody waits is not lost.
+            self.active_changed.notify_one();
+        }
+    }
+
+    /// The layers being sent.
+    pub fn active(&self) -> Vec<u8> {
+        self.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Waits until the layers being sent change.
+    pub async fn active_changed(&self) {
+        self.active_changed.notified().await;
+    }
+
     /// Applies the server's list of wanted layer indices.
     pub fn set_wanted(&self, layers: &[u8]) {
         for (i, flag) in self.wanted.iter().enumerate() {

@@ -168,6 +168,8 @@ pub struct TrackDemand {
     pub layer_bps: Vec<f64>,
     /// The layer chosen last time.
     pub current: u8,
+    /// The highest layer it may step up to now (a step up that failed recently waits).
+    pub max_layer: u8,
     /// Higher first: a screen share is served before cameras.
     pub priority: u8,
 }
@@ -188,6 +190,9 @@ pub fn choose_layers(budget_bps: f64, tracks: &[TrackDemand]) -> Vec<u8> {
         for &i in &order {
             let track = &tracks[i];
             let next = usize::from(chosen[i]) + 1;
+            if next > usize::from(track.max_layer.max(track.current)) {
+                continue;
+            }
             let Some(&next_bps) = track.layer_bps.get(next) else {
                 continue;
             };
@@ -213,7 +218,7 @@ pub fn choose_layers(budget_bps: f64, tracks: &[TrackDemand]) -> Vec<u8> {
 /// [`PAUSE_AFTER`] is dropped from the list (the lowest layer is always in it).
 #[derive(Debug)]
 pub struct WantedLayers {
-    by_subscriber: HashMap<ParticipantId, u8>,
+    by_subscriber: HashMap<ParticipantId, Vec<u8>>,
     /// When each layer was last wanted.
     last_wanted: HashMap<u8, Instant>,
     reported: Option<Vec<u8>>,
@@ -232,10 +237,14 @@ impl WantedLayers {
         }
     }
 
-    /// `subscriber` now takes `layer`.
-    pub fn set(&mut self, subscriber: &ParticipantId, layer: u8, now: Instant) {
-        self.by_subscriber.insert(subscriber.clone(), layer);
-        self.last_wanted.insert(layer, now);
+    /// `subscriber` now takes `layers` (the layer it is to receive, and any the publisher
+    /// should run until that one runs).
+    pub fn set(&mut self, subscriber: &ParticipantId, layers: &[u8], now: Instant) {
+        self.by_subscriber
+            .insert(subscriber.clone(), layers.to_vec());
+        for layer in layers {
+            self.last_wanted.insert(*layer, now);
+        }
     }
 
     /// `subscriber` no longer receives the track.
@@ -245,8 +254,10 @@ impl WantedLayers {
 
     /// The wanted layers at `now`, if they differ from what was last reported.
     pub fn poll(&mut self, now: Instant) -> Option<Vec<u8>> {
-        for layer in self.by_subscriber.values() {
-            self.last_wanted.insert(*layer, now);
+        for layers in self.by_subscriber.values() {
+            for layer in layers {
+                self.last_wanted.insert(*layer, now);
+            }
         }
         let mut wanted: Vec<u8> = self
             .last_wanted
@@ -371,6 +382,7 @@ mod tests {
         TrackDemand {
             layer_bps: vec![150_000.0, 500_000.0, 1_500_000.0],
             current,
+            max_layer: 2,
             priority: 0,
         }
     }
@@ -393,6 +405,7 @@ mod tests {
         let screen = TrackDemand {
             layer_bps: vec![1_200_000.0],
             current: 0,
+            max_layer: 0,
             priority: 1,
         };
         assert_eq!(choose_layers(1_500_000.0, &[camera(0), screen]), vec![0, 0]);
@@ -412,6 +425,15 @@ mod tests {
             "does not climb to it"
         );
         assert_eq!(choose_layers(1_900_000.0, &[camera(1)]), vec![2]);
+        let held = TrackDemand {
+            max_layer: 1,
+            ..camera(1)
+        };
+        assert_eq!(
+            choose_layers(5_000_000.0, &[held]),
+            vec![1],
+            "a failed step waits"
+        );
     }
 
     #[test]
@@ -426,11 +448,11 @@ mod tests {
             Some(vec![0]),
             "until nobody took them for a while"
         );
-        w.set(&a, 2, t);
-        w.set(&b, 1, t);
+        w.set(&a, &[2], t);
+        w.set(&b, &[1], t);
         assert_eq!(w.poll(t), Some(vec![0, 1, 2]));
         assert_eq!(w.poll(t), None, "only changes are reported");
-        w.set(&b, 2, t + Duration::from_secs(1));
+        w.set(&b, &[2], t + Duration::from_secs(1));
         assert_eq!(
             w.poll(t + Duration::from_secs(2)),
             None,

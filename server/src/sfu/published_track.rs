@@ -125,8 +125,8 @@ struct LayerMeter {
     window: Mutex<(Option<(Instant, u64)>, f64)>,
 }
 
-/// A layer not heard from for this long counts as stopped (its publisher paused it, or its
-/// uplink cannot carry it).
+/// A layer not heard from for this long counts as stopped (a publisher that does not say
+/// which layers it sends paused it, or the uplink lost it).
 const LAYER_SILENCE: Duration = Duration::from_millis(1_000);
 /// How often the track checks which layers its subscribers still want.
 const WANTED_CHECK: Duration = Duration::from_millis(500);
@@ -145,6 +145,8 @@ pub struct PublishedTrack {
     meters: Vec<LayerMeter>,
     packets: broadcast::Sender<LayerPacket>,
     keyframe_requests: Counter,
+    /// The layers the publisher says it sends (all, until it says otherwise).
+    sent: Mutex<Vec<bool>>,
     wanted: Mutex<WantedLayers>,
     publisher_outbox: Outbox,
     wanted_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -176,6 +178,7 @@ impl PublishedTrack {
             meters: (0..layers).map(|_| LayerMeter::default()).collect(),
             packets,
             keyframe_requests,
+            sent: Mutex::new(vec![true; layers]),
             wanted: Mutex::new(WantedLayers::new(layers, Instant::now())),
             publisher_outbox,
             wanted_task: Mutex::new(None),
@@ -230,9 +233,22 @@ impl PublishedTrack {
         self.meters.len()
     }
 
-    /// Whether layer `layer` has sent a packet lately.
+    /// The publisher now sends `layers` (and has stopped the others).
+    pub fn set_sent_layers(&self, layers: &[u8]) {
+        let mut sent = lock(&self.sent);
+        for (i, flag) in sent.iter_mut().enumerate() {
+            *flag = layers.contains(&(i as u8));
+        }
+    }
+
+    /// Whether layer `layer` runs: the publisher has not said it stopped it, and it sent a
+    /// packet lately.
     pub fn is_layer_active(&self, layer: u8) -> bool {
-        self.meters.get(usize::from(layer)).is_some_and(|meter| {
+        let sent = lock(&self.sent)
+            .get(usize::from(layer))
+            .copied()
+            .unwrap_or(false);
+        sent && self.meters.get(usize::from(layer)).is_some_and(|meter| {
             let last = meter.last_packet_us.load(Ordering::Relaxed);
             last > 0
                 && self.started.elapsed().as_micros() as u64 - last
@@ -269,13 +285,18 @@ impl PublishedTrack {
             .or_else(|| (0..self.layer_count() as u8).find(|&l| self.is_layer_active(l)))
     }
 
-    /// `subscriber` now takes `layer` (or, with `None`, no longer receives the track).
+    /// `subscriber` now takes `layer` (or, with `None`, no longer receives the track). While
+    /// that layer does not run, the layers between it and the best one running are wanted
+    /// too, so the publisher can bring back the best its uplink carries.
     pub fn set_wanted(&self, subscriber: &ParticipantId, layer: Option<u8>) {
-        let mut wanted = lock(&self.wanted);
-        match layer {
-            Some(layer) => wanted.set(subscriber, layer, Instant::now()),
-            None => wanted.remove(subscriber),
-        }
+        let Some(layer) = layer else {
+            lock(&self.wanted).remove(subscriber);
+            return;
+        };
+        let running = self.available_layer(layer).filter(|l| *l <= layer);
+        let lowest = running.map_or(0, |l| l);
+        let layers: Vec<u8> = (lowest..=layer).collect();
+        lock(&self.wanted).set(subscriber, &layers, Instant::now());
     }
 
     fn report_wanted(&self) {

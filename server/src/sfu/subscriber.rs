@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aula_protocol::{ParticipantId, ServerMessage, TrackSid};
-use aula_transport::bwe::BandwidthEstimate;
+use aula_transport::bwe::{BandwidthEstimate, ProbeBackoff};
 use prometheus_client::metrics::counter::Counter;
 use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -483,6 +483,8 @@ async fn allocate_layers(
     let mut tick = tokio::time::interval(ALLOCATION_INTERVAL);
     // When each track's budget first fell short of the layer it receives.
     let mut short_since: HashMap<TrackSid, Instant> = HashMap::new();
+    // Per track and layer: when a step up to it that had to be taken back may be tried again.
+    let mut backoff: HashMap<(TrackSid, u8), ProbeBackoff> = HashMap::new();
     loop {
         tick.tick().await;
         let now = Instant::now();
@@ -501,14 +503,32 @@ async fn allocate_layers(
             - AUDIO_COST * audio as f64;
         let demands: Vec<TrackDemand> = video
             .iter()
-            .map(|d| TrackDemand {
-                layer_bps: d.track.layer_rates(),
-                current: d.target.load(Ordering::Relaxed),
-                priority: u8::from(d.track.info.source == aula_protocol::TrackSource::ScreenShare),
+            .map(|d| {
+                let current = d.target.load(Ordering::Relaxed);
+                let layers = d.track.layer_count() as u8;
+                let sid = &d.track.info.sid;
+                let max_layer = (current..layers)
+                    .take_while(|l| {
+                        *l == current
+                            || backoff
+                                .get(&(sid.clone(), *l))
+                                .is_none_or(|b| b.may_start(now))
+                    })
+                    .last()
+                    .unwrap_or(current);
+                TrackDemand {
+                    layer_bps: d.track.layer_rates(),
+                    current,
+                    max_layer,
+                    priority: u8::from(
+                        d.track.info.source == aula_protocol::TrackSource::ScreenShare,
+                    ),
+                }
             })
             .collect();
         let chosen = choose_layers(budget.max(0.0), &demands);
         short_since.retain(|sid, _| state.down_tracks.contains_key(sid));
+        backoff.retain(|(sid, _), _| state.down_tracks.contains_key(sid));
         for ((down_track, demand), mut layer) in video.iter().zip(&demands).zip(chosen) {
             let sid = &down_track.track.info.sid;
             if layer < demand.current {
@@ -526,6 +546,21 @@ async fn allocate_layers(
                 }
             } else {
                 short_since.remove(sid);
+            }
+            if layer < demand.current {
+                for dropped in layer + 1..=demand.current {
+                    backoff
+                        .entry((sid.clone(), dropped))
+                        .or_default()
+                        .stopped(now);
+                }
+            } else if layer > demand.current {
+                for raised in demand.current + 1..=layer {
+                    backoff
+                        .entry((sid.clone(), raised))
+                        .or_default()
+                        .started(now);
+                }
             }
             let before = down_track.target.swap(layer, Ordering::Relaxed);
             if before != layer {
