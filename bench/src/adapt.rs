@@ -10,8 +10,8 @@ use aula_protocol::{MediaKind, Role};
 use clap::Args;
 use serde::Serialize;
 
-use crate::frame_log::FrameLog;
 use crate::harness::{join_with, start_server, Camera, JoinOptions};
+use aula_core::frame_log::FrameLog;
 
 /// One-way delay of the publisher's capped uplink, ms.
 const UPLINK_DELAY_MS: u64 = 20;
@@ -164,6 +164,7 @@ async fn class(
         JoinOptions {
             network: Some(uplink),
             adaptive_bitrate: adaptive,
+            ..JoinOptions::default()
         },
     )
     .await?;

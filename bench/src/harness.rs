@@ -74,6 +74,8 @@ pub struct JoinOptions {
     pub network: Option<NetworkImpairment>,
     /// Whether its encoders follow the bandwidth estimate.
     pub adaptive_bitrate: bool,
+    /// Whether it repairs what it receives (NACK and FEC).
+    pub loss_recovery: bool,
 }
 
 impl Default for JoinOptions {
@@ -81,6 +83,7 @@ impl Default for JoinOptions {
         Self {
             network: None,
             adaptive_bitrate: true,
+            loss_recovery: true,
         }
     }
 }
@@ -99,6 +102,7 @@ pub async fn join_with(
     let options = RoomOptions {
         network: options.network,
         adaptive_bitrate: options.adaptive_bitrate,
+        loss_recovery: options.loss_recovery,
         ..RoomOptions::default()
     };
     let (room, _events) = Room::connect(&server.ws_url(), &token, options).await?;

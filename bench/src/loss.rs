@@ -10,8 +10,10 @@ use aula_protocol::{MediaKind, Role};
 use clap::Args;
 use serde::Serialize;
 
-use crate::frame_log::FrameLog;
-use crate::harness::{join, median, parse_resolution, start_server, Camera};
+use crate::harness::{
+    join, join_with, median, parse_resolution, start_server, Camera, JoinOptions,
+};
+use aula_core::frame_log::FrameLog;
 
 /// Arguments of `aula-bench loss`.
 #[derive(Args, Debug, Clone)]
@@ -40,6 +42,9 @@ pub struct LossArgs {
     /// Print, every second, what each subscriber decoded and what the publisher sent.
     #[arg(long)]
     pub timeline: bool,
+    /// Subscribers do not repair what they receive (no NACK, no FEC), for comparison.
+    #[arg(long)]
+    pub no_recovery: bool,
 }
 
 /// One cell of the loss table.
@@ -114,13 +119,17 @@ pub async fn run_cell(args: &LossArgs) -> anyhow::Result<LossCell> {
     let mut subscribers = Vec::new();
     for (i, path) in paths[1..].iter().enumerate() {
         let identity = format!("subscriber-{i}");
-        let room = join(
+        let room = join_with(
             &server,
             "loss",
             &identity,
             Role::Student,
             None,
-            Some(path.clone()),
+            JoinOptions {
+                network: Some(path.clone()),
+                loss_recovery: !args.no_recovery,
+                ..JoinOptions::default()
+            },
         )
         .await?;
         let log = Arc::new(FrameLog::default());

@@ -2,7 +2,6 @@
 
 mod adapt;
 mod e2e;
-mod frame_log;
 mod harness;
 mod loss;
 mod memory;

@@ -11,8 +11,8 @@ use aula_protocol::{MediaKind, Role};
 use clap::Args;
 use serde::Serialize;
 
-use crate::frame_log::{FrameLog, WindowSummary};
 use crate::harness::{join_with, start_server, Camera, JoinOptions};
+use aula_core::frame_log::{FrameLog, WindowSummary};
 
 /// Arguments of `aula-bench mixed`.
 #[derive(Args, Debug, Clone)]

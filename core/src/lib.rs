@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod clock;
+pub mod frame_log;
 pub mod media;
 pub mod netsim;
 pub mod room;

@@ -434,17 +434,20 @@ impl ProbeBackoff {
     }
 }
 
-/// Takes the pacer's slot on a connection that must not pace: an SFU forwards packets as they
-/// arrive (the publisher's pacer has already spread them), and pacing them again per
-/// subscriber only adds delay whenever what is forwarded briefly exceeds the estimate — the
-/// estimate's job there is to choose what to forward, not to hold packets back.
+/// An interceptor that passes everything through: it takes the slot of one that must not run.
+///
+/// In the pacer's slot on an SFU's subscriber connections: the SFU forwards packets as they
+/// arrive (the publisher's pacer has already spread them), and pacing them again per subscriber
+/// only adds delay whenever what is forwarded briefly exceeds the estimate — the estimate's job
+/// there is to choose what to forward, not to hold packets back. In the NACK generator's slot
+/// when loss recovery is switched off for a comparison.
 #[derive(Default)]
-pub struct Unpaced {
+pub struct PassThrough {
     read_queue: VecDeque<TaggedPacket>,
     write_queue: VecDeque<TaggedPacket>,
 }
 
-impl Protocol<TaggedPacket, TaggedPacket, ()> for Unpaced {
+impl Protocol<TaggedPacket, TaggedPacket, ()> for PassThrough {
     type Rout = TaggedPacket;
     type Wout = TaggedPacket;
     type Eout = ();
@@ -470,7 +473,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for Unpaced {
     }
 }
 
-impl Interceptor for Unpaced {
+impl Interceptor for PassThrough {
     fn bind_local_stream(&mut self, _info: &StreamInfo) {}
     fn unbind_local_stream(&mut self, _info: &StreamInfo) {}
     fn bind_remote_stream(&mut self, _info: &StreamInfo) {}

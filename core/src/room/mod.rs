@@ -113,6 +113,9 @@ pub struct RoomOptions {
     /// Estimate the uplink and make video encoders follow it (default `true`). Off, encoders
     /// keep their configured bitrate whatever the network does: for comparisons only.
     pub adaptive_bitrate: bool,
+    /// Repair lost packets of what this room receives: ask for retransmissions and accept FEC
+    /// (default `true`). Off, every lost packet costs a keyframe: for comparisons only.
+    pub loss_recovery: bool,
 }
 
 /// Which transports carry media to the server.
@@ -152,6 +155,7 @@ impl Default for RoomOptions {
             relay_only: false,
             media_transport: MediaTransport::Auto,
             adaptive_bitrate: true,
+            loss_recovery: true,
         }
     }
 }

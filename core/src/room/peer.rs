@@ -28,7 +28,7 @@ use webrtc::peer_connection::{
 
 use super::bandwidth::SendBandwidth;
 use super::{MediaTransport, RoomError, RoomOptions};
-use aula_transport::bwe::{PacingRateTap, SendEstimator, PACING_RATE_TAP_SLOT};
+use aula_transport::bwe::{PacingRateTap, PassThrough, SendEstimator, PACING_RATE_TAP_SLOT};
 use aula_transport::fec::{
     fec_receiver, register_flexfec, FecSender, FEC_RECEIVER_SLOT, FEC_SENDER_SLOT,
 };
@@ -119,7 +119,9 @@ impl ClientPeer {
         media_engine
             .register_default_codecs()
             .map_err(webrtc_error)?;
-        register_flexfec(&mut media_engine).map_err(webrtc_error)?;
+        if options.loss_recovery {
+            register_flexfec(&mut media_engine).map_err(webrtc_error)?;
+        }
         let mut registry = Registry::new();
         if let Some(shared) = send_bandwidth {
             // A publishing connection estimates its uplink from the server's TWCC reports,
@@ -143,13 +145,18 @@ impl ClientPeer {
                 Slot::from(KEYFRAME_REQUEST_SLOT),
                 KeyframeRequestInterceptor::default(),
             )
-            .with(Slot::from(RTX_UNWRAP_SLOT), RtxUnwrapInterceptor::default())
-            .with(Slot::from(FEC_RECEIVER_SLOT), fec_receiver())
-            // Replaces `webrtc`'s fixed-cycle generator (see `aula_transport::nack`).
-            .with(
-                Slot::from(NACK_GENERATOR_SLOT),
-                NackGenerator::new(Arc::clone(nack_stats)),
-            );
+            .with(Slot::from(RTX_UNWRAP_SLOT), RtxUnwrapInterceptor::default());
+        let registry = if options.loss_recovery {
+            registry
+                .with(Slot::from(FEC_RECEIVER_SLOT), fec_receiver())
+                // Replaces `webrtc`'s fixed-cycle generator (see `aula_transport::nack`).
+                .with(
+                    Slot::from(NACK_GENERATOR_SLOT),
+                    NackGenerator::new(Arc::clone(nack_stats)),
+                )
+        } else {
+            registry.with(Slot::from(NACK_GENERATOR_SLOT), PassThrough::default())
+        };
         let settings = SettingEngineBuilder::new()
             .with_include_loopback_candidate(server_ip.is_loopback())
             // Aula servers never send mDNS candidates; do not open a multicast socket for them.

@@ -21,7 +21,7 @@ use webrtc::peer_connection::{
 };
 
 use crate::udp_mux::{rewrite_candidates, UdpMux};
-use aula_transport::bwe::{BandwidthEstimate, SendEstimator, Unpaced};
+use aula_transport::bwe::{BandwidthEstimate, PassThrough, SendEstimator};
 use aula_transport::fec::{
     fec_receiver, register_flexfec, FecSender, FecStats, FEC_RECEIVER_SLOT, FEC_SENDER_SLOT,
 };
@@ -90,7 +90,7 @@ impl ServerPeer {
                 CongestionFeedback::Twcc,
                 &mut media_engine,
             )?
-            .with(Slot::Pacer, Unpaced::default())
+            .with(Slot::Pacer, PassThrough::default())
             .with(
                 Slot::from(FEC_SENDER_SLOT),
                 FecSender::new(Arc::clone(&side.estimate), Arc::clone(&side.fec)),

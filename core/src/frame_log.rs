@@ -1,14 +1,16 @@
-//! What a subscriber decoded, frame by frame, so a scenario can judge any window of it.
+//! A record of what a subscriber decoded, frame by frame, so a tool, test or benchmark can
+//! judge any window of it: frame rate, freezes, stamp-to-decode latency, picture size.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use aula_core::clock::{micros_since_stamp, unix_micros};
-use aula_core::media::{FrameStamp, VideoFrame};
-use aula_core::stats::FreezeDetector;
-use aula_core::{Percentiles, VideoSink};
 use aula_protocol::{ParticipantId, TrackSid};
 use serde::Serialize;
+
+use crate::clock::{micros_since_stamp, unix_micros};
+use crate::media::{FrameStamp, VideoFrame};
+use crate::stats::{FreezeDetector, Percentiles};
+use crate::VideoSink;
 
 /// One decoded frame.
 #[derive(Clone, Copy, Debug)]
@@ -21,8 +23,8 @@ pub struct DecodedFrame {
     pub height: u32,
 }
 
-/// A video sink that records every decoded frame.
-#[derive(Default)]
+/// A video sink that records every decoded frame (of every track it is given).
+#[derive(Debug, Default)]
 pub struct FrameLog(Mutex<Vec<DecodedFrame>>);
 
 impl VideoSink for FrameLog {
@@ -82,6 +84,11 @@ impl FrameLog {
     /// The frames decoded so far.
     pub fn len(&self) -> usize {
         self.0.lock().map(|log| log.len()).unwrap_or(0)
+    }
+
+    /// Whether no frame was decoded yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Summarises the window `from..to` of a stream meant to run at `fps`.
