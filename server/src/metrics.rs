@@ -1,6 +1,9 @@
 //! Prometheus metrics, served at `/metrics` in the OpenMetrics text format.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aula_transport::fec::FecStats;
+use aula_transport::nack::NackStats;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -72,6 +75,57 @@ pub struct Metrics {
     pub subscriber_reported_loss: Histogram,
     /// Time from receiving a signaling request to having answered it, by message type.
     pub signaling_latency: Family<MessageLabel, Histogram>,
+    /// Subscribers' downlink estimates, bit/s, sampled every allocation round (250 ms).
+    pub downlink_estimate: Histogram,
+    /// Simulcast layer changes for subscribers, by direction (`up`, `down`).
+    pub layer_switches: Family<DirectionLabel, Counter>,
+    /// Packets found missing on publishers' uplinks.
+    pub uplink_holes: Counter,
+    /// Of those, packets repaired (retransmitted, rebuilt from FEC or late).
+    pub uplink_repaired: Counter,
+    /// Of those, packets rebuilt from FEC.
+    pub uplink_fec_recovered: Counter,
+    /// Of those, packets given up on.
+    pub uplink_abandoned: Counter,
+    /// FEC repair packets sent to subscribers.
+    pub fec_repair_packets: Counter,
+    transport: std::sync::Mutex<TransportTally>,
+}
+
+/// The loss-recovery and FEC counters of the server's connections, folded into the metrics
+/// when they are rendered: live connections' counters plus what closed ones had counted.
+#[derive(Default)]
+struct TransportTally {
+    uplinks: Vec<std::sync::Weak<NackStats>>,
+    downlinks: Vec<std::sync::Weak<FecStats>>,
+    closed: [u64; 5],
+}
+
+impl TransportTally {
+    /// Holes, repaired, FEC-recovered, abandoned (uplinks) and repair packets sent (downlinks).
+    fn totals(&self) -> [u64; 5] {
+        let mut totals = self.closed;
+        for stats in self.uplinks.iter().filter_map(std::sync::Weak::upgrade) {
+            let add = uplink_counts(&stats);
+            for (total, add) in totals.iter_mut().zip(add) {
+                *total += add;
+            }
+        }
+        for stats in self.downlinks.iter().filter_map(std::sync::Weak::upgrade) {
+            totals[4] += stats.repair_packets.load(Ordering::Relaxed);
+        }
+        totals
+    }
+}
+
+fn uplink_counts(stats: &NackStats) -> [u64; 5] {
+    [
+        stats.holes.load(Ordering::Relaxed),
+        stats.repaired.load(Ordering::Relaxed),
+        stats.fec_recovered.load(Ordering::Relaxed),
+        stats.abandoned.load(Ordering::Relaxed),
+        0,
+    ]
 }
 
 impl Default for Metrics {
@@ -95,6 +149,15 @@ impl Default for Metrics {
                 // 100 µs to about 3 s.
                 Histogram::new(exponential_buckets(0.0001, 2.0, 16))
             }),
+            // 100 kbit/s to about 25 Mbit/s.
+            downlink_estimate: Histogram::new(exponential_buckets(100_000.0, 1.5, 14)),
+            layer_switches: Family::default(),
+            uplink_holes: Counter::default(),
+            uplink_repaired: Counter::default(),
+            uplink_fec_recovered: Counter::default(),
+            uplink_abandoned: Counter::default(),
+            fec_repair_packets: Counter::default(),
+            transport: std::sync::Mutex::default(),
             // Replaced below, once every metric is registered in `registry`.
             registry: Registry::default(),
         };
@@ -146,6 +209,41 @@ impl Default for Metrics {
             "Time from receiving a signaling request to having answered it, by message type",
             metrics.signaling_latency.clone(),
         );
+        registry.register(
+            "downlink_estimate_bps",
+            "Subscribers' downlink bandwidth estimates, sampled every 250 ms",
+            metrics.downlink_estimate.clone(),
+        );
+        registry.register(
+            "layer_switches",
+            "Simulcast layer changes chosen for subscribers, by direction",
+            metrics.layer_switches.clone(),
+        );
+        registry.register(
+            "uplink_lost_packets",
+            "Packets found missing on publishers' uplinks",
+            metrics.uplink_holes.clone(),
+        );
+        registry.register(
+            "uplink_repaired_packets",
+            "Packets missing on publishers' uplinks that were repaired (retransmission, FEC or late)",
+            metrics.uplink_repaired.clone(),
+        );
+        registry.register(
+            "uplink_fec_recovered_packets",
+            "Packets on publishers' uplinks rebuilt from FEC",
+            metrics.uplink_fec_recovered.clone(),
+        );
+        registry.register(
+            "uplink_abandoned_packets",
+            "Packets missing on publishers' uplinks that were given up on",
+            metrics.uplink_abandoned.clone(),
+        );
+        registry.register(
+            "fec_repair_packets",
+            "FEC repair packets sent to subscribers",
+            metrics.fec_repair_packets.clone(),
+        );
         Self {
             registry,
             ..metrics
@@ -190,8 +288,63 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts what a publisher connection's loss recovery does.
+    pub fn watch_uplink(&self, stats: &std::sync::Arc<NackStats>) {
+        self.tally().uplinks.push(std::sync::Arc::downgrade(stats));
+    }
+
+    /// Counts the FEC a subscriber connection sends.
+    pub fn watch_downlink(&self, stats: &std::sync::Arc<FecStats>) {
+        self.tally()
+            .downlinks
+            .push(std::sync::Arc::downgrade(stats));
+    }
+
+    /// A connection closed: keeps what it counted, and stops watching it.
+    pub fn connection_closed(
+        &self,
+        uplink: Option<&std::sync::Arc<NackStats>>,
+        downlink: Option<&std::sync::Arc<FecStats>>,
+    ) {
+        let mut tally = self.tally();
+        if let Some(stats) = uplink {
+            for (closed, add) in tally.closed.iter_mut().zip(uplink_counts(stats)) {
+                *closed += add;
+            }
+            let gone = std::sync::Arc::as_ptr(stats);
+            tally
+                .uplinks
+                .retain(|w| w.strong_count() > 0 && w.as_ptr() != gone);
+        }
+        if let Some(stats) = downlink {
+            tally.closed[4] += stats.repair_packets.load(Ordering::Relaxed);
+            let gone = std::sync::Arc::as_ptr(stats);
+            tally
+                .downlinks
+                .retain(|w| w.strong_count() > 0 && w.as_ptr() != gone);
+        }
+    }
+
+    fn tally(&self) -> std::sync::MutexGuard<'_, TransportTally> {
+        self.transport
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
+        let totals = self.tally().totals();
+        let counters = [
+            &self.uplink_holes,
+            &self.uplink_repaired,
+            &self.uplink_fec_recovered,
+            &self.uplink_abandoned,
+            &self.fec_repair_packets,
+        ];
+        for (counter, total) in counters.into_iter().zip(totals) {
+            // Totals only grow (closed connections' counts are kept).
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);

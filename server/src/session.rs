@@ -629,7 +629,7 @@ impl Session {
             .leave(&self.room, self.participant.id(), reason)
             .await;
         if let Some(peer) = self.publisher {
-            peer.close().await;
+            peer.close(&self.server.metrics).await;
         }
     }
 }

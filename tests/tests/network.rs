@@ -152,7 +152,17 @@ async fn decoded_through_loss(publisher_up: f64, subscriber_down: f64) -> Throug
             .and_then(|value| value.trim().parse::<u64>().ok())
             .unwrap_or(0)
     };
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or(0.0) as u64
+    };
     let result = ThroughLoss {
+        uplink_lost: value("aula_uplink_lost_packets_total "),
+        uplink_repaired: value("aula_uplink_repaired_packets_total "),
+        downlink_estimates: value("aula_downlink_estimate_bps_count "),
         frames: video.frames_decoded,
         plis: video.keyframe_requests,
         freezes: video.freezes,
@@ -180,6 +190,12 @@ struct ThroughLoss {
     nacked_from_publishers: u64,
     /// Video packets the server forwarded to the subscriber.
     forwarded: u64,
+    /// Packets the server's metrics say went missing on the publisher's uplink.
+    uplink_lost: u64,
+    /// Of those, packets the server repaired.
+    uplink_repaired: u64,
+    /// Samples of the subscriber's downlink estimate in the server's metrics.
+    downlink_estimates: u64,
 }
 
 impl ThroughLoss {
@@ -215,6 +231,10 @@ async fn lost_packets_are_retransmitted_on_both_hops() {
         down.nacked_by_subscribers <= down.nack_budget(0.05),
         "repaired packets are asked for again: {down:?}"
     );
+    assert!(
+        down.downlink_estimates > 0,
+        "the server estimates the subscriber's downlink: {down:?}"
+    );
     let up = decoded_through_loss(0.05, 0.0).await;
     println!("5% publisher uplink loss: {} freezes; {up:?}", up.freezes);
     assert!(
@@ -228,6 +248,10 @@ async fn lost_packets_are_retransmitted_on_both_hops() {
     assert!(
         up.nacked_from_publishers <= up.nack_budget(0.05),
         "repaired packets are asked for again: {up:?}"
+    );
+    assert!(
+        up.uplink_lost > 0 && up.uplink_repaired * 10 >= up.uplink_lost * 9,
+        "the server repairs its uplink and its metrics say so: {up:?}"
     );
 }
 

@@ -61,6 +61,14 @@ impl OpusEncoder {
         Ok(Self { encoder })
     }
 
+    /// Tunes the in-band FEC for a path losing `percent` of its packets (0..=100): Opus spends
+    /// more of the bitrate on the redundant copy of the previous frame as loss grows. It never
+    /// goes below the 10 % it starts with, so a first loss burst is covered too.
+    pub fn set_expected_loss(&mut self, percent: u8) -> Result<(), MediaError> {
+        let percent = i32::from(percent.min(100)).max(EXPECTED_LOSS_PERCENT);
+        self.encoder.set_packet_loss_perc(percent).map_err(enc_err)
+    }
+
     /// Encodes one 20 ms frame: exactly [`AUDIO_FRAME_SAMPLES`] mono samples at 48 kHz.
     pub fn encode(&mut self, frame: &AudioFrame) -> Result<Bytes, MediaError> {
         if frame.sample_rate != AUDIO_SAMPLE_RATE || frame.channels != 1 {

@@ -580,7 +580,12 @@ impl Room {
             .into_iter()
             .next()
             .ok_or_else(|| RoomError::Internal("no stream for the track".into()))?;
-        let publication = publish::start_audio(info.clone(), bound, Box::new(source))?;
+        let publication = publish::start_audio(
+            info.clone(),
+            bound,
+            Box::new(source),
+            Arc::clone(self.inner.bandwidth.estimate()),
+        )?;
         lock(&self.inner.publications).push(publication);
         Ok(info)
     }

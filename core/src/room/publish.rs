@@ -27,7 +27,7 @@ use crate::media::{
 };
 use crate::stats::{PublishedLayerStats, PublishedStats};
 
-use super::bandwidth::VideoTrackShare;
+use super::bandwidth::{BandwidthEstimate, VideoTrackShare};
 use super::degradation::Degradation;
 use super::simulcast::{allocate, LayerControl, LayerSpec};
 use super::RoomError;
@@ -825,11 +825,16 @@ pub(crate) fn start_video(
     Ok(LocalPublication::start(info, bound, inputs, stop, control))
 }
 
-/// Starts an audio publication: an Opus encoder thread pulling `source` every 20 ms.
+/// Audio frames between two looks at the path's loss.
+const LOSS_CHECK_FRAMES: u32 = 50;
+
+/// Starts an audio publication: an Opus encoder thread pulling `source` every 20 ms, its
+/// in-band FEC following the loss the uplink estimate reports.
 pub(crate) fn start_audio(
     info: TrackInfo,
     bound: BoundStream,
     mut source: Box<dyn AudioSource>,
+    uplink: Arc<BandwidthEstimate>,
 ) -> Result<LocalPublication, RoomError> {
     let mut encoder = OpusEncoder::new(32_000).map_err(|e| RoomError::Media(e.to_string()))?;
     let counters = Arc::new(SendCounters::default());
@@ -839,12 +844,20 @@ pub(crate) fn start_audio(
         AUDIO_FRAME_SAMPLES as u64 * 1_000_000 / u64::from(AUDIO_SAMPLE_RATE),
     );
     let stop = Arc::new(AtomicBool::new(false));
+    let mut frames = 0u32;
     spawn_paced(
         format!("aula-audio-enc-{}", info.sid),
         frame_duration,
         10,
         &stop,
         move || {
+            if frames.is_multiple_of(LOSS_CHECK_FRAMES) {
+                let percent = (uplink.loss_fraction() * 100.0).round() as u8;
+                if let Err(err) = encoder.set_expected_loss(percent) {
+                    tracing::debug!(error = %err, "Opus loss setting refused");
+                }
+            }
+            frames = frames.wrapping_add(1);
             let frame = source.next_frame();
             match encoder.encode(&frame) {
                 Ok(packet) => {

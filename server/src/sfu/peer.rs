@@ -62,6 +62,8 @@ pub struct ServerPeer {
     gathered: GatherSignal,
     /// Loss recovery on what this connection receives.
     pub nack_stats: Arc<NackStats>,
+    /// The FEC this connection sends (subscriber connections).
+    fec_stats: Option<Arc<FecStats>>,
 }
 
 impl ServerPeer {
@@ -139,12 +141,17 @@ impl ServerPeer {
             })
             .build()
             .await?;
+        match send_side {
+            Some(side) => metrics.watch_downlink(&side.fec),
+            None => metrics.watch_uplink(&nack_stats),
+        }
         Ok(Self {
             pc: Arc::new(pc),
             ufrag,
             mux: Arc::clone(mux),
             gathered,
             nack_stats,
+            fec_stats: send_side.map(|side| Arc::clone(&side.fec)),
         })
     }
 
@@ -195,8 +202,13 @@ impl ServerPeer {
         ))
     }
 
-    /// Closes the connection and frees its route on the media socket.
-    pub async fn close(&self) {
+    /// Closes the connection and frees its route on the media socket; `metrics` keep what it
+    /// counted.
+    pub async fn close(&self, metrics: &crate::metrics::Metrics) {
+        match &self.fec_stats {
+            Some(fec) => metrics.connection_closed(None, Some(fec)),
+            None => metrics.connection_closed(Some(&self.nack_stats), None),
+        }
         if let Err(err) = self.pc.close().await {
             tracing::debug!(error = %err, "closing peer connection");
         }

@@ -29,7 +29,7 @@ use super::layers::{
 };
 use super::peer::{GatherSignal, PeerError, SendSide, ServerPeer};
 use super::published_track::{LayerPacket, PublishedTrack};
-use crate::metrics::{KindLabel, Metrics};
+use crate::metrics::{DirectionLabel, KindLabel, Metrics};
 use crate::outbox::Outbox;
 use crate::udp_mux::UdpMux;
 use aula_transport::keyframe_requests::is_keyframe_request;
@@ -123,6 +123,7 @@ impl Subscriber {
             id.clone(),
             Arc::downgrade(&state),
             Arc::clone(&send_side.estimate),
+            Arc::clone(&metrics),
         ));
         Self {
             id,
@@ -283,7 +284,7 @@ impl Subscriber {
         }
         state.down_tracks.clear();
         if let Some(peer) = state.peer.take() {
-            peer.close().await;
+            peer.close(&self.metrics).await;
         }
     }
 
@@ -479,6 +480,7 @@ async fn allocate_layers(
     subscriber: ParticipantId,
     state: std::sync::Weak<Mutex<State>>,
     estimate: Arc<BandwidthEstimate>,
+    metrics: Arc<Metrics>,
 ) {
     let mut tick = tokio::time::interval(ALLOCATION_INTERVAL);
     // When each track's budget first fell short of the layer it receives.
@@ -496,6 +498,9 @@ async fn allocate_layers(
             .filter(|d| d.track.info.kind == aula_protocol::MediaKind::Video)
             .collect();
         let audio = state.down_tracks.len() - video.len();
+        if let Some(bps) = estimate.target_bps().filter(|_| !video.is_empty()) {
+            metrics.downlink_estimate.observe(bps as f64);
+        }
         let budget = estimate
             .target_bps()
             .map_or(BUDGET_BEFORE_FEEDBACK, |bps| bps as f64)
@@ -564,6 +569,12 @@ async fn allocate_layers(
             }
             let before = down_track.target.swap(layer, Ordering::Relaxed);
             if before != layer {
+                metrics
+                    .layer_switches
+                    .get_or_create(&DirectionLabel {
+                        direction: if layer > before { "up" } else { "down" }.to_owned(),
+                    })
+                    .inc();
                 tracing::debug!(
                     %subscriber,
                     track = %down_track.track.info.sid,
