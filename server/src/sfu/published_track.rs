@@ -1,6 +1,6 @@
 //! A track a participant publishes, fanned out to its subscribers.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -146,7 +146,7 @@ pub struct PublishedTrack {
     packets: broadcast::Sender<LayerPacket>,
     keyframe_requests: Counter,
     /// The layers the publisher says it sends (all, until it says otherwise).
-    sent: Mutex<Vec<bool>>,
+    sent: Vec<AtomicBool>,
     wanted: Mutex<WantedLayers>,
     publisher_outbox: Outbox,
     wanted_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -178,7 +178,7 @@ impl PublishedTrack {
             meters: (0..layers).map(|_| LayerMeter::default()).collect(),
             packets,
             keyframe_requests,
-            sent: Mutex::new(vec![true; layers]),
+            sent: (0..layers).map(|_| AtomicBool::new(true)).collect(),
             wanted: Mutex::new(WantedLayers::new(layers, Instant::now())),
             publisher_outbox,
             wanted_task: Mutex::new(None),
@@ -235,19 +235,18 @@ impl PublishedTrack {
 
     /// The publisher now sends `layers` (and has stopped the others).
     pub fn set_sent_layers(&self, layers: &[u8]) {
-        let mut sent = lock(&self.sent);
-        for (i, flag) in sent.iter_mut().enumerate() {
-            *flag = layers.contains(&(i as u8));
+        for (i, flag) in self.sent.iter().enumerate() {
+            flag.store(layers.contains(&(i as u8)), Ordering::Relaxed);
         }
     }
 
     /// Whether layer `layer` runs: the publisher has not said it stopped it, and it sent a
     /// packet lately.
     pub fn is_layer_active(&self, layer: u8) -> bool {
-        let sent = lock(&self.sent)
+        let sent = self
+            .sent
             .get(usize::from(layer))
-            .copied()
-            .unwrap_or(false);
+            .is_some_and(|flag| flag.load(Ordering::Relaxed));
         sent && self.meters.get(usize::from(layer)).is_some_and(|meter| {
             let last = meter.last_packet_us.load(Ordering::Relaxed);
             last > 0

@@ -335,6 +335,8 @@ struct Forwarding {
     outbox: Outbox,
 }
 
+/// How often a forwarder looks at which layer it should forward.
+const TARGET_CHECK: Duration = Duration::from_millis(50);
 /// How often a forwarder waiting for a layer's keyframe asks for it again.
 const AWAITED_KEYFRAME_RETRY: Duration = Duration::from_millis(300);
 
@@ -361,6 +363,7 @@ async fn forward_packets(
     let mut payload_type: Option<u8> = None;
     let mut switcher = LayerSwitcher::new(track.available_layer(0).unwrap_or(0));
     let mut last_keyframe_request: Option<Instant> = None;
+    let mut next_target_check: Option<Instant> = None;
     let is_video = track.info.kind == aula_protocol::MediaKind::Video;
     loop {
         let received = tokio::select! {
@@ -394,9 +397,13 @@ async fn forward_packets(
         }
         let Some(pt) = payload_type else { continue };
         let now = Instant::now();
-        let wanted = target.load(Ordering::Relaxed);
-        if let Some(layer) = track.available_layer(wanted) {
-            switcher.set_target(layer);
+        // Which layer to move to changes at most every allocation round; look a few times a
+        // round, not for every packet.
+        if next_target_check.is_none_or(|at| now >= at) {
+            next_target_check = Some(now + TARGET_CHECK);
+            if let Some(layer) = track.available_layer(target.load(Ordering::Relaxed)) {
+                switcher.set_target(layer);
+            }
         }
         if is_video && *connected.borrow() {
             if let Some(awaited) = switcher.awaited_keyframe() {
