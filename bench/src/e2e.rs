@@ -16,6 +16,9 @@ pub struct E2eArgs {
     /// Participants, each publishing video and audio.
     #[arg(long, default_value_t = 3)]
     participants: usize,
+    /// Send each camera as one stream instead of simulcast layers.
+    #[arg(long)]
+    no_simulcast: bool,
     /// Video resolution WIDTHxHEIGHT.
     #[arg(long, default_value = "1280x720")]
     resolution: String,
@@ -73,7 +76,8 @@ pub async fn run(args: E2eArgs) -> anyhow::Result<()> {
         bail!("--participants must be at least 2");
     }
     let (width, height) = parse_resolution(&args.resolution)?;
-    let camera = Camera::new(width, height, args.fps, args.bitrate_kbps);
+    let mut camera = Camera::new(width, height, args.fps, args.bitrate_kbps);
+    camera.simulcast = !args.no_simulcast;
     let server = start_server().await?;
     let mut rooms = Vec::new();
     for i in 0..args.participants {

@@ -73,6 +73,14 @@ pub async fn run(socket: WebSocket, server: Arc<ServerState>) {
         let _ = writer.await;
         return;
     };
+    // A participant that will receive tracks gets its subscriber connection now, so it is up
+    // by the time the first track arrives.
+    let participant = &session.participant;
+    if participant.auto_subscribe && participant.grants.subscribe {
+        if let Err(err) = participant.subscriber.open().await {
+            tracing::warn!(participant = %participant.id(), error = %err, "subscriber connection not opened early");
+        }
+    }
     session
         .whiteboard
         .attach(

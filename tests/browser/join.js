@@ -1,13 +1,15 @@
 // Joins an Aula room from headless Chromium through the server's browser page, publishing the
 // fake camera and microphone, and waits until the page decodes video from another participant.
-// Usage: node join.js HTTP_URL TOKEN [SECONDS]
+// Usage: node join.js HTTP_URL TOKEN [SECONDS] [MIN_WIDTH]
+// With MIN_WIDTH, also waits until the received picture is at least that wide (a simulcast
+// publisher's top layer reaches a browser once the server's estimate of its downlink allows).
 // Prints one JSON line with the page's inbound and outbound video stats; exits non-zero on failure.
 'use strict';
 const { chromium } = require('playwright-core');
 
-const [url, token, seconds = '40'] = process.argv.slice(2);
+const [url, token, seconds = '40', minWidth = '0'] = process.argv.slice(2);
 if (!url || !token) {
-  console.error('usage: node join.js HTTP_URL TOKEN [SECONDS]');
+  console.error('usage: node join.js HTTP_URL TOKEN [SECONDS] [MIN_WIDTH]');
   process.exit(2);
 }
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -58,7 +60,8 @@ async function videoStats(page) {
     while (Date.now() < deadline) {
       last = await videoStats(page);
       if (last.error) break;
-      if (last.inbound && last.inbound.frames >= 30 && last.outbound && last.outbound.frames >= 30) {
+      const wide = last.inbound && (last.inbound.width || 0) >= Number(minWidth);
+      if (last.inbound && last.inbound.frames >= 30 && wide && last.outbound && last.outbound.frames >= 30) {
         // Let the other side decode a while longer before leaving.
         await page.waitForTimeout(2000);
         last = await videoStats(page);

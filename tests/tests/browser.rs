@@ -68,6 +68,9 @@ async fn a_browser_and_a_core_participant_see_each_other() {
             .arg(url)
             .arg(student)
             .arg("40")
+            // The teacher's camera is simulcast: the browser must climb to its 640-wide top
+            // layer (the server estimates the browser's downlink from its TWCC feedback).
+            .arg("640")
             .current_dir(dir)
             .output()
     });

@@ -147,12 +147,23 @@ impl Subscriber {
         self.state.lock().await.down_tracks.contains_key(sid)
     }
 
-    /// Starts forwarding `track`. Does nothing if it is already forwarded.
-    pub async fn subscribe(&self, track: Arc<PublishedTrack>) -> Result<(), PeerError> {
+    /// Opens the connection before there is anything to forward, so that its ICE and DTLS
+    /// handshakes run while the client is still setting up its publisher connection: when the
+    /// first track comes, only a renegotiation separates it from the subscriber. The first
+    /// offer carries a data channel, which gives the connection a transport to set up.
+    pub async fn open(&self) -> Result<(), PeerError> {
         let mut state = self.state.lock().await;
-        if state.closed || state.down_tracks.contains_key(&track.info.sid) {
+        if state.closed || state.peer.is_some() {
             return Ok(());
         }
+        self.ensure_peer(&mut state).await?;
+        if let Some(peer) = state.peer.as_ref() {
+            peer.pc.create_data_channel("aula", None).await?;
+        }
+        self.renegotiate(&mut state).await
+    }
+
+    async fn ensure_peer(&self, state: &mut State) -> Result<(), PeerError> {
         if state.peer.is_none() {
             let connected = self.connected.clone();
             state.peer = Some(
@@ -170,6 +181,16 @@ impl Subscriber {
                 .await?,
             );
         }
+        Ok(())
+    }
+
+    /// Starts forwarding `track`. Does nothing if it is already forwarded.
+    pub async fn subscribe(&self, track: Arc<PublishedTrack>) -> Result<(), PeerError> {
+        let mut state = self.state.lock().await;
+        if state.closed || state.down_tracks.contains_key(&track.info.sid) {
+            return Ok(());
+        }
+        self.ensure_peer(&mut state).await?;
         let Some(peer) = state.peer.as_ref() else {
             return Ok(());
         };
