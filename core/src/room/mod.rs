@@ -4,6 +4,7 @@
 mod app_source;
 pub mod bandwidth;
 mod degradation;
+mod mute;
 mod peer;
 mod publish;
 mod sinks;
@@ -206,6 +207,15 @@ pub enum RoomEvent {
         /// Why.
         reason: DisconnectReason,
     },
+    /// Someone muted or unmuted a track (its media keeps flowing: black video, silence).
+    TrackMuted {
+        /// The publisher.
+        participant_id: ParticipantId,
+        /// The track.
+        track_sid: TrackSid,
+        /// Whether it is muted now.
+        muted: bool,
+    },
 }
 
 /// State of the media connection.
@@ -300,6 +310,8 @@ struct Inner {
     publisher: tokio::sync::Mutex<Option<ClientPeer>>,
     subscriber: tokio::sync::Mutex<Option<ClientPeer>>,
     publications: Mutex<Vec<LocalPublication>>,
+    /// The mute gate of each local track Aula encodes, by track id.
+    mutes: Mutex<HashMap<TrackSid, mute::MuteFlag>>,
     subscriptions: Mutex<HashMap<TrackSid, RemoteSubscription>>,
     sinks: Arc<sinks::Sinks>,
     events: mpsc::UnboundedSender<RoomEvent>,
@@ -376,6 +388,7 @@ impl Room {
             publisher: tokio::sync::Mutex::new(None),
             subscriber: tokio::sync::Mutex::new(None),
             publications: Mutex::new(Vec::new()),
+            mutes: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(HashMap::new()),
             sinks: Arc::new(sinks::Sinks::default()),
             events: events_tx,
@@ -471,12 +484,13 @@ impl Room {
             .inner
             .add_local_track(options.source, &options.name, Some((width, height)))
             .await?;
+        let muted = mute::MuteFlag::default();
         let publication = publish::start_video(
             info.clone(),
             prepared,
             sender,
             pt,
-            Box::new(source),
+            Box::new(mute::MutableVideo::new(source, Arc::clone(&muted))),
             publish::VideoEncodeSettings {
                 bitrate_bps: options.bitrate_bps,
                 source_kind: options.source,
@@ -484,6 +498,7 @@ impl Room {
             },
         )?;
         lock(&self.inner.publications).push(publication);
+        lock(&self.inner.mutes).insert(info.sid.clone(), muted);
         Ok(info)
     }
 
@@ -529,10 +544,54 @@ impl Room {
             .inner
             .add_local_track(TrackSource::Microphone, name, None)
             .await?;
+        let muted = mute::MuteFlag::default();
+        let source = mute::MutableAudio::new(source, Arc::clone(&muted));
         let publication =
             publish::start_audio(info.clone(), prepared, sender, pt, Box::new(source))?;
         lock(&self.inner.publications).push(publication);
+        lock(&self.inner.mutes).insert(info.sid.clone(), muted);
         Ok(info)
+    }
+
+    /// Mutes or unmutes a local track without renegotiating, and tells everyone else
+    /// ([`RoomEvent::TrackMuted`] on their side).
+    ///
+    /// A muted video track keeps sending black pictures at its frame rate and stops pulling its
+    /// source; a muted audio track sends silence, which Opus DTX makes almost free. The device
+    /// behind the source stays open, so unmuting is instant; unpublish to release it. For
+    /// video the app encodes itself ([`Room::publish_encoded_video`]) only the flag is
+    /// announced: what to push while muted is the app's choice.
+    pub async fn set_track_muted(&self, sid: &TrackSid, muted: bool) -> Result<(), RoomError> {
+        self.inner.ensure_open()?;
+        {
+            let mut publications = lock(&self.inner.publications);
+            let publication = publications
+                .iter_mut()
+                .find(|p| &p.info.sid == sid)
+                .ok_or_else(|| RoomError::InvalidArgument(format!("no local track {sid}")))?;
+            publication.info.muted = muted;
+        }
+        if let Some(flag) = lock(&self.inner.mutes).get(sid) {
+            flag.store(muted, Ordering::Release);
+        }
+        let id = self.inner.signal().next_id();
+        self.inner
+            .signal()
+            .request(ClientMessage::SetTrackMuted {
+                id,
+                sid: sid.clone(),
+                muted,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Whether a local track is muted (`None` when this client publishes no such track).
+    pub fn is_track_muted(&self, sid: &TrackSid) -> Option<bool> {
+        lock(&self.inner.publications)
+            .iter()
+            .find(|p| &p.info.sid == sid)
+            .map(|p| p.info.muted)
     }
 
     /// Stops publishing a track.
@@ -546,6 +605,7 @@ impl Room {
                 .ok_or_else(|| RoomError::InvalidArgument(format!("no local track {sid}")))?;
             publications.remove(index)
         };
+        lock(&self.inner.mutes).remove(sid);
         publication.stop();
         let id = self.inner.signal().next_id();
         self.inner
@@ -806,16 +866,38 @@ impl Inner {
             moved.push((old.sid.clone(), info, prepared, sender));
         }
         self.negotiate_publisher(&peer).await?;
-        for (old_sid, info, prepared, sender) in moved {
+        let mut still_muted = Vec::new();
+        for (old_sid, mut info, prepared, sender) in moved {
             let pt = publish::negotiated_payload_type(&sender, &prepared.codec).await?;
+            let new_sid = info.sid.clone();
             if let Some(publication) = lock(&self.publications)
                 .iter_mut()
                 .find(|p| p.info.sid == old_sid)
             {
+                info.muted = publication.info.muted;
+                if info.muted {
+                    still_muted.push(new_sid.clone());
+                }
                 publication.rebind(info, sender, &prepared, pt);
+            }
+            let mut mutes = lock(&self.mutes);
+            if let Some(flag) = mutes.remove(&old_sid) {
+                mutes.insert(new_sid, flag);
             }
         }
         *publisher = Some(peer);
+        drop(publisher);
+        // The new session knows nothing of earlier mutes.
+        for sid in still_muted {
+            let id = self.signal().next_id();
+            self.signal()
+                .request(ClientMessage::SetTrackMuted {
+                    id,
+                    sid,
+                    muted: true,
+                })
+                .await?;
+        }
         Ok(())
     }
 
@@ -983,6 +1065,22 @@ impl Inner {
                     track,
                 });
             }
+            ServerMessage::TrackMuted {
+                participant_id,
+                track_sid,
+                muted,
+            } => {
+                if let Some(p) = lock(&self.participants).get_mut(&participant_id) {
+                    if let Some(track) = p.tracks.iter_mut().find(|t| t.sid == track_sid) {
+                        track.muted = muted;
+                    }
+                }
+                let _ = self.events.send(RoomEvent::TrackMuted {
+                    participant_id,
+                    track_sid,
+                    muted,
+                });
+            }
             ServerMessage::TrackRemoved {
                 participant_id,
                 track_sid,
@@ -1112,6 +1210,7 @@ impl Inner {
 
     async fn close_media(&self) {
         lock(&self.publications).clear();
+        lock(&self.mutes).clear();
         self.close_peers().await;
     }
 }
