@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use aula_core::media::{SyntheticAudioSource, SyntheticVideoSource};
 use aula_core::netsim::{LinkSettings, NetworkImpairment};
-use aula_core::{Room, RoomEvent, RoomOptions, RoomStats, VideoPublishOptions};
-use aula_protocol::MediaKind;
+use aula_core::{ReceivedStats, Room, RoomEvent, RoomOptions, RoomStats, VideoPublishOptions};
+use aula_protocol::{MediaKind, TrackSource};
 use clap::Args;
 use serde_json::json;
 
@@ -289,8 +289,14 @@ fn print_status(stats: &RoomStats, interactive: bool) {
                 r.samples_decoded as f64 / 48_000.0
             )),
             _ => line.push_str(&format!(
-                "{} video {} frames {}x{} p50 {:.0} ms freezes {} | ",
-                r.from, r.frames_decoded, r.width, r.height, r.latency_ms.p50, r.freezes
+                "{} {} {} frames {}x{} p50 {:.0} ms freezes {} | ",
+                r.from,
+                received_kind(r),
+                r.frames_decoded,
+                r.width,
+                r.height,
+                r.latency_ms.p50,
+                r.freezes
             )),
         }
     }
@@ -300,6 +306,15 @@ fn print_status(stats: &RoomStats, interactive: bool) {
         let _ = std::io::stderr().flush();
     } else {
         eprintln!("{line}");
+    }
+}
+
+/// What the stats file calls a received track: `audio`, `video` (a camera) or `screen`.
+fn received_kind(received: &ReceivedStats) -> &'static str {
+    match (received.kind, received.source) {
+        (MediaKind::Audio, _) => "audio",
+        (_, TrackSource::ScreenShare) => "screen",
+        _ => "video",
     }
 }
 
@@ -333,7 +348,7 @@ fn stats_document(identity: &str, room: &str, stats: &RoomStats) -> serde_json::
             }),
             _ => json!({
                 "from": r.from,
-                "kind": r.kind,
+                "kind": received_kind(r),
                 "track_sid": r.track_sid,
                 "frames_decoded": r.frames_decoded,
                 "frames_stamped_ok": r.frames_stamped_ok,
@@ -375,6 +390,61 @@ mod tests {
         assert_eq!(parse_percent("12.5%"), Ok(12.5));
         assert!(parse_percent("101").is_err());
         assert!(parse_percent("lots").is_err());
+    }
+
+    #[test]
+    fn screen_shares_are_their_own_kind_in_the_stats_file() {
+        let received = |kind, source| ReceivedStats {
+            participant_id: aula_protocol::ParticipantId("PA_1".into()),
+            from: "t1".into(),
+            track_sid: aula_protocol::TrackSid("TR_1".into()),
+            kind,
+            source,
+            frames_decoded: 3,
+            frames_stamped_ok: 0,
+            latency_ms: Default::default(),
+            freezes: 0,
+            freeze_ms: 0.0,
+            keyframe_requests: 0,
+            samples_decoded: 0,
+            audio_level: 0.0,
+            audio_frames_recovered: 0,
+            audio_frames_concealed: 0,
+            first_frame_ms: None,
+            width: 1920,
+            height: 1080,
+        };
+        let stats = RoomStats {
+            join_ms: 1.0,
+            send_estimate: None,
+            published: Vec::new(),
+            received: vec![
+                received(MediaKind::Video, TrackSource::ScreenShare),
+                received(MediaKind::Video, TrackSource::Camera),
+                received(MediaKind::Audio, TrackSource::Microphone),
+            ],
+        };
+        let document = stats_document("s1", "r1", &stats);
+        let kinds: Vec<&str> = document["received"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["screen", "video", "audio"]);
+        let screen = &document["received"][0];
+        let camera = &document["received"][1];
+        let fields = |v: &serde_json::Value| {
+            let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            keys.sort();
+            keys
+        };
+        assert_eq!(
+            fields(screen),
+            fields(camera),
+            "a screen has video's fields"
+        );
+        assert_eq!(screen["width"], 1920);
     }
 
     #[test]

@@ -1176,17 +1176,18 @@ impl Inner {
                 tracing::debug!(%participant_id, "media from a participant not in the room");
                 return;
             };
-            let kind = participant
+            let (kind, source) = participant
                 .tracks
                 .iter()
                 .find(|t| t.sid == track_sid)
-                .map(|t| t.kind)
-                .unwrap_or(MediaKind::Video);
+                .map(|t| (t.kind, t.source))
+                .unwrap_or((MediaKind::Video, TrackSource::Camera));
             TrackOrigin {
                 participant_id: participant_id.clone(),
                 identity: participant.identity.clone(),
                 track_sid: track_sid.clone(),
                 kind,
+                source,
                 fps_hint: 30,
             }
         };
