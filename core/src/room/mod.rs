@@ -283,6 +283,20 @@ impl Default for VideoPublishOptions {
     }
 }
 
+impl VideoPublishOptions {
+    /// Options for a screen share of up to `bitrate_bps`: the track is marked
+    /// [`TrackSource::ScreenShare`], so it keeps its resolution and lowers its frame rate first
+    /// when the network is short, and its encoder is tuned for text
+    /// ([`VideoContent::Screen`](crate::media::VideoContent)).
+    pub fn screen_share(bitrate_bps: u32) -> Self {
+        Self {
+            source: TrackSource::ScreenShare,
+            bitrate_bps,
+            name: "screen".into(),
+        }
+    }
+}
+
 /// Everything a room has sent and received so far.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct RoomStats {

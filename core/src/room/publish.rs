@@ -22,8 +22,8 @@ use webrtc::rtp_transceiver::RtpSender;
 use crate::clock::unix_micros;
 use crate::media::{
     downscale_i420, write_stamp, AudioFrame, FrameStamp, H264Encoder, H264EncoderConfig,
-    OpusEncoder, SyntheticAudioSource, SyntheticVideoSource, VideoFrame, AUDIO_FRAME_SAMPLES,
-    AUDIO_SAMPLE_RATE,
+    OpusEncoder, SyntheticAudioSource, SyntheticVideoSource, VideoContent, VideoFrame,
+    AUDIO_FRAME_SAMPLES, AUDIO_SAMPLE_RATE,
 };
 use crate::stats::PublishedStats;
 
@@ -122,12 +122,15 @@ impl AdaptiveEncoder {
         if self.degradation.update(budget) {
             let encoding = self.degradation.current();
             tracing::debug!(?encoding, budget, "video encoding changed");
-            self.encoder = H264Encoder::new(H264EncoderConfig {
-                width: encoding.size.0,
-                height: encoding.size.1,
-                fps: (self.fps / encoding.frame_interval).max(1),
-                bitrate_bps: budget.max(MIN_VIDEO_BITRATE),
-            })?;
+            self.encoder = H264Encoder::with_content(
+                H264EncoderConfig {
+                    width: encoding.size.0,
+                    height: encoding.size.1,
+                    fps: (self.fps / encoding.frame_interval).max(1),
+                    bitrate_bps: budget.max(MIN_VIDEO_BITRATE),
+                },
+                self.encoder.content(),
+            )?;
         } else {
             let current = self.encoder.config().bitrate_bps;
             let change = (f64::from(budget) - f64::from(current)).abs();
@@ -381,7 +384,8 @@ pub(crate) fn start_video(
         fps,
         bitrate_bps,
     };
-    let encoder = H264Encoder::new(config).map_err(|e| RoomError::Media(e.to_string()))?;
+    let encoder = H264Encoder::with_content(config, VideoContent::of_source(source_kind))
+        .map_err(|e| RoomError::Media(e.to_string()))?;
     let keyframe_wanted = Arc::new(AtomicBool::new(true));
     let counters = Arc::new(SendCounters::default());
     counters
