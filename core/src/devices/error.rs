@@ -76,7 +76,10 @@ fn detail_suffix(detail: &str) -> String {
 }
 
 // The helpers below are for the backends; a build with none of them uses only `kind`.
-#[cfg_attr(not(feature = "screen"), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "audio-devices", feature = "screen")),
+    allow(dead_code)
+)]
 impl DeviceError {
     /// The kind of device the error is about, when it is about one.
     pub fn kind(&self) -> Option<DeviceKind> {
@@ -126,7 +129,7 @@ impl DeviceError {
 
     /// Sorts a backend's error text into busy, not permitted, missing or other, for backends
     /// that only report text.
-    #[allow(dead_code)] // for backends that report only text
+    #[cfg_attr(not(feature = "audio-devices"), allow(dead_code))]
     pub(crate) fn from_text(kind: DeviceKind, id: &str, text: &str) -> Self {
         let lower = text.to_ascii_lowercase();
         let id = id.to_owned();

@@ -27,7 +27,17 @@ pub mod convert;
 mod error;
 mod monitor;
 mod negotiate;
+#[cfg(feature = "audio-devices")]
+mod playout;
+#[cfg(feature = "audio-devices")]
+mod resample;
 
+#[cfg(feature = "audio-devices")]
+mod audio;
+#[cfg(feature = "audio-devices")]
+mod audio_in;
+#[cfg(feature = "audio-devices")]
+mod audio_out;
 mod screen;
 
 use serde::Serialize;
@@ -36,8 +46,14 @@ pub use convert::PixelFormat;
 pub use error::DeviceError;
 pub use monitor::{DeviceEvent, DeviceMonitor, DeviceState};
 pub use negotiate::{nearest_camera_format, CameraFormat, CameraRequest};
+#[cfg(feature = "audio-devices")]
+pub use playout::PlayoutStats;
 pub use screen::{ScreenInfo, ScreenOptions, WindowInfo};
 
+#[cfg(feature = "audio-devices")]
+pub use audio_in::{Microphone, MicrophoneStats};
+#[cfg(feature = "audio-devices")]
+pub use audio_out::Speaker;
 #[cfg(all(
     feature = "screen",
     any(
@@ -188,18 +204,33 @@ pub fn cameras() -> Result<Vec<CameraInfo>, DeviceError> {
 
 /// The microphones (audio inputs) available, with their formats. Empty when there are none.
 pub fn microphones() -> Result<Vec<AudioDeviceInfo>, DeviceError> {
-    Err(audio_not_built(DeviceKind::Microphone))
+    #[cfg(feature = "audio-devices")]
+    {
+        audio::list(DeviceKind::Microphone)
+    }
+    #[cfg(not(feature = "audio-devices"))]
+    {
+        Err(audio_not_built(DeviceKind::Microphone))
+    }
 }
 
 /// The speakers (audio outputs) available, with their formats. Empty when there are none.
 pub fn speakers() -> Result<Vec<AudioDeviceInfo>, DeviceError> {
-    Err(audio_not_built(DeviceKind::Speaker))
+    #[cfg(feature = "audio-devices")]
+    {
+        audio::list(DeviceKind::Speaker)
+    }
+    #[cfg(not(feature = "audio-devices"))]
+    {
+        Err(audio_not_built(DeviceKind::Speaker))
+    }
 }
 
+#[cfg(not(feature = "audio-devices"))]
 fn audio_not_built(kind: DeviceKind) -> DeviceError {
     DeviceError::NotBuilt {
         kind,
-        detail: "this build has no audio device backend".into(),
+        detail: "aula-core's `audio-devices` feature".into(),
     }
 }
 

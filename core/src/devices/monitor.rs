@@ -51,7 +51,10 @@ struct MonitorInner {
     subscribers: Mutex<Vec<mpsc::UnboundedSender<DeviceEvent>>>,
 }
 
-#[cfg_attr(not(feature = "screen"), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "audio-devices", feature = "screen")),
+    allow(dead_code)
+)]
 impl DeviceMonitor {
     pub(crate) fn new(kind: DeviceKind, id: &str) -> Self {
         Self {
