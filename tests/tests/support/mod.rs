@@ -2,6 +2,7 @@
 //! plain HTTP requests. Each test binary uses some of them.
 #![allow(dead_code)]
 
+pub mod pulse;
 pub mod xvfb;
 
 use aula_core::media::SyntheticVideoSource;
