@@ -269,6 +269,16 @@ fn full_to_video_luma() -> [u8; 256] {
     table
 }
 
+/// Full-range chroma to video range (`128 + (c - 128) * 224 / 255`).
+fn full_to_video_chroma() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    for (i, v) in table.iter_mut().enumerate() {
+        let c = i as i32 - 128;
+        *v = (128 + (c * 224 + c.signum() * 127) / 255) as u8;
+    }
+    table
+}
+
 fn gray_into(
     src: &[u8],
     stride: usize,
@@ -359,7 +369,52 @@ fn i420_into(
     Ok(())
 }
 
-/// Decodes one MJPEG frame: not in this build (no JPEG decoder).
+/// Decodes one MJPEG frame (a JPEG picture, baseline or with the default MJPEG Huffman tables)
+/// into I420, going through YCbCr only.
+#[cfg(feature = "camera")]
+pub fn mjpeg_to_i420(
+    jpeg: &[u8],
+    width: u32,
+    height: u32,
+    timestamp_us: u64,
+) -> Result<VideoFrame, MediaError> {
+    use zune_jpeg::zune_core::colorspace::ColorSpace;
+    use zune_jpeg::zune_core::options::DecoderOptions;
+
+    let options = DecoderOptions::default()
+        .jpeg_set_out_colorspace(ColorSpace::YCbCr)
+        .set_max_width(MAX_DIMENSION as usize)
+        .set_max_height(MAX_DIMENSION as usize);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(jpeg, options);
+    decoder
+        .decode_headers()
+        .map_err(|e| MediaError::InvalidFrame(format!("MJPEG frame: {e}")))?;
+    let info = decoder
+        .info()
+        .ok_or_else(|| MediaError::InvalidFrame("MJPEG frame without a header".into()))?;
+    if (u32::from(info.width), u32::from(info.height)) != (width, height) {
+        return Err(MediaError::InvalidFrame(format!(
+            "MJPEG frame is {}x{}, the camera said {width}x{height}",
+            info.width, info.height
+        )));
+    }
+    if decoder.get_output_colorspace() != Some(ColorSpace::YCbCr) {
+        return Err(MediaError::InvalidFrame(
+            "MJPEG frame is not YCbCr (grayscale or CMYK)".into(),
+        ));
+    }
+    let ycbcr = decoder
+        .decode()
+        .map_err(|e| MediaError::InvalidFrame(format!("MJPEG frame: {e}")))?;
+    let (w, h) = even_size(width, height)?;
+    let mut frame = alloc_frame(w, h);
+    frame.timestamp_us = timestamp_us;
+    ycbcr444_into(&ycbcr, width as usize, &mut frame)?;
+    Ok(frame)
+}
+
+/// Decoding MJPEG needs the `camera` feature's JPEG decoder.
+#[cfg(not(feature = "camera"))]
 pub fn mjpeg_to_i420(
     _jpeg: &[u8],
     _width: u32,
@@ -367,8 +422,43 @@ pub fn mjpeg_to_i420(
     _timestamp_us: u64,
 ) -> Result<VideoFrame, MediaError> {
     Err(MediaError::InvalidConfig(
-        "this build has no MJPEG decoder".into(),
+        "MJPEG decoding needs aula-core's `camera` feature".into(),
     ))
+}
+
+/// Interleaved full-range YCbCr 4:4:4 (`src_w` pixels a row) into video-range I420.
+#[cfg_attr(not(feature = "camera"), allow(dead_code))]
+fn ycbcr444_into(src: &[u8], src_w: usize, frame: &mut VideoFrame) -> Result<(), MediaError> {
+    let w = frame.width as usize;
+    let h = frame.height as usize;
+    let stride = src_w * 3;
+    check_rows("YCbCr picture", src.len(), stride, w * 3, h)?;
+    let ly = full_to_video_luma();
+    let lc = full_to_video_chroma();
+    let cw = w / 2;
+    for row in 0..h / 2 {
+        let s0 = &src[2 * row * stride..][..w * 3];
+        let s1 = &src[(2 * row + 1) * stride..][..w * 3];
+        let (y0, y1) = frame.y[2 * row * w..][..2 * w].split_at_mut(w);
+        let u = &mut frame.u[row * cw..][..cw];
+        let v = &mut frame.v[row * cw..][..cw];
+        let pixels = s0
+            .chunks_exact(6)
+            .zip(s1.chunks_exact(6))
+            .zip(y0.chunks_exact_mut(2).zip(y1.chunks_exact_mut(2)))
+            .zip(u.iter_mut().zip(v.iter_mut()));
+        for (((a, b), (ya, yb)), (uu, vv)) in pixels {
+            ya[0] = ly[usize::from(a[0])];
+            ya[1] = ly[usize::from(a[3])];
+            yb[0] = ly[usize::from(b[0])];
+            yb[1] = ly[usize::from(b[3])];
+            let cb = u16::from(a[1]) + u16::from(a[4]) + u16::from(b[1]) + u16::from(b[4]);
+            let cr = u16::from(a[2]) + u16::from(a[5]) + u16::from(b[2]) + u16::from(b[5]);
+            *uu = lc[usize::from((cb + 2) >> 2)];
+            *vv = lc[usize::from((cr + 2) >> 2)];
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -463,5 +553,56 @@ mod tests {
         let g = to_i420(PixelFormat::Gray, 4, 2, 0, &gray, 0).expect("converts");
         assert_eq!(&g.y[..4], &[16, 235, 126, 71]);
         assert!(g.u.iter().chain(&g.v).all(|&c| c == 128));
+    }
+
+    /// A JPEG of flat colour blocks (as a camera's MJPEG stream carries) decodes to the same
+    /// I420 the raw RGB converts to, within coding error.
+    #[cfg(feature = "camera")]
+    #[test]
+    fn mjpeg_frames_decode_to_the_colours_they_show() {
+        let (w, h) = (64u16, 32u16);
+        let colours = [[255u8, 0, 0], [0, 255, 0], [0, 0, 255], [240, 240, 240]];
+        let mut rgb = Vec::new();
+        for _y in 0..h {
+            for x in 0..w {
+                rgb.extend_from_slice(&colours[usize::from(x / 16)]);
+            }
+        }
+        for sampling in [
+            jpeg_encoder::SamplingFactor::R_4_2_2,
+            jpeg_encoder::SamplingFactor::R_4_2_0,
+        ] {
+            let mut jpeg = Vec::new();
+            let mut encoder = jpeg_encoder::Encoder::new(&mut jpeg, 95);
+            encoder.set_sampling_factor(sampling);
+            encoder
+                .encode(&rgb, w, h, jpeg_encoder::ColorType::Rgb)
+                .expect("encodes");
+            let decoded = to_i420(PixelFormat::Mjpeg, 64, 32, 0, &jpeg, 9).expect("decodes");
+            let raw = to_i420(PixelFormat::Rgb24, 64, 32, 0, &rgb, 9).expect("converts");
+            assert_eq!((decoded.width, decoded.height), (64, 32));
+            for block in 0..4 {
+                // The middle of each block, away from the edges JPEG blurs.
+                let (x, y) = (block * 16 + 8, 16);
+                let (cx, cy) = (x / 2, y / 2);
+                let pairs = [
+                    (decoded.y[y * 64 + x], raw.y[y * 64 + x]),
+                    (decoded.u[cy * 32 + cx], raw.u[cy * 32 + cx]),
+                    (decoded.v[cy * 32 + cx], raw.v[cy * 32 + cx]),
+                ];
+                for (got, want) in pairs {
+                    assert!(got.abs_diff(want) <= 6, "block {block}: {pairs:?}");
+                }
+            }
+        }
+        assert!(to_i420(PixelFormat::Mjpeg, 64, 32, 0, b"not a jpeg", 0).is_err());
+        let mut jpeg = Vec::new();
+        jpeg_encoder::Encoder::new(&mut jpeg, 90)
+            .encode(&rgb, w, h, jpeg_encoder::ColorType::Rgb)
+            .expect("encodes");
+        assert!(
+            to_i420(PixelFormat::Mjpeg, 640, 480, 0, &jpeg, 0).is_err(),
+            "a frame of another size is refused"
+        );
     }
 }

@@ -77,7 +77,7 @@ fn detail_suffix(detail: &str) -> String {
 
 // The helpers below are for the backends; a build with none of them uses only `kind`.
 #[cfg_attr(
-    not(any(feature = "audio-devices", feature = "screen")),
+    not(any(feature = "camera", feature = "audio-devices", feature = "screen")),
     allow(dead_code)
 )]
 impl DeviceError {
@@ -110,7 +110,7 @@ impl DeviceError {
     }
 
     /// Sorts an I/O failure on a device into busy, not permitted, missing or other.
-    #[allow(dead_code)] // for the camera backend
+    #[cfg_attr(not(feature = "camera"), allow(dead_code))]
     pub(crate) fn from_io(kind: DeviceKind, id: &str, err: &std::io::Error) -> Self {
         let detail = err.to_string();
         let id = id.to_owned();
@@ -129,7 +129,10 @@ impl DeviceError {
 
     /// Sorts a backend's error text into busy, not permitted, missing or other, for backends
     /// that only report text.
-    #[cfg_attr(not(feature = "audio-devices"), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "camera", feature = "audio-devices")),
+        allow(dead_code)
+    )]
     pub(crate) fn from_text(kind: DeviceKind, id: &str, text: &str) -> Self {
         let lower = text.to_ascii_lowercase();
         let id = id.to_owned();

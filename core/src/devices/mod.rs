@@ -38,6 +38,11 @@ mod audio;
 mod audio_in;
 #[cfg(feature = "audio-devices")]
 mod audio_out;
+#[cfg(all(
+    feature = "camera",
+    any(target_os = "linux", target_os = "macos", target_os = "windows")
+))]
+mod camera;
 mod screen;
 
 use serde::Serialize;
@@ -54,6 +59,11 @@ pub use screen::{ScreenInfo, ScreenOptions, WindowInfo};
 pub use audio_in::{Microphone, MicrophoneStats};
 #[cfg(feature = "audio-devices")]
 pub use audio_out::Speaker;
+#[cfg(all(
+    feature = "camera",
+    any(target_os = "linux", target_os = "macos", target_os = "windows")
+))]
+pub use camera::CameraSource;
 #[cfg(all(
     feature = "screen",
     any(
@@ -196,10 +206,23 @@ fn list_note(notes: &mut Vec<String>, kind: &str, err: DeviceError) {
 
 /// The cameras attached, with their formats. Empty when there are none.
 pub fn cameras() -> Result<Vec<CameraInfo>, DeviceError> {
-    Err(DeviceError::NotBuilt {
-        kind: DeviceKind::Camera,
-        detail: "this build has no camera backend".into(),
-    })
+    #[cfg(all(
+        feature = "camera",
+        any(target_os = "linux", target_os = "macos", target_os = "windows")
+    ))]
+    {
+        camera::list()
+    }
+    #[cfg(not(all(
+        feature = "camera",
+        any(target_os = "linux", target_os = "macos", target_os = "windows")
+    )))]
+    {
+        Err(DeviceError::NotBuilt {
+            kind: DeviceKind::Camera,
+            detail: "aula-core's `camera` feature, on Linux, macOS or Windows".into(),
+        })
+    }
 }
 
 /// The microphones (audio inputs) available, with their formats. Empty when there are none.

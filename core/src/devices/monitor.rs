@@ -52,7 +52,7 @@ struct MonitorInner {
 }
 
 #[cfg_attr(
-    not(any(feature = "audio-devices", feature = "screen")),
+    not(any(feature = "camera", feature = "audio-devices", feature = "screen")),
     allow(dead_code)
 )]
 impl DeviceMonitor {
