@@ -362,6 +362,30 @@ impl Drop for CameraSource {
     }
 }
 
+/// The row length of a raw frame of `len` bytes: drivers may pad rows, and nokhwa hands over
+/// the buffer without saying. 0 (tightly packed) when the length does not show padding.
+fn stride_of(format: CameraFormat, len: usize) -> usize {
+    let (w, h) = (format.width as usize, format.height as usize);
+    if h == 0 {
+        return 0;
+    }
+    match format.pixel_format {
+        PixelFormat::Nv12 | PixelFormat::I420 => {
+            // Luma rows plus half as many bytes of chroma.
+            let rows = h + h / 2;
+            if len.is_multiple_of(rows) && len / rows > w {
+                len / rows
+            } else {
+                0
+            }
+        }
+        other => match other.bytes_per_pixel() {
+            Some(bpp) if len.is_multiple_of(h) && len / h > w * bpp => len / h,
+            _ => 0,
+        },
+    }
+}
+
 /// The camera thread: opens, negotiates, reports, then captures until told to stop.
 fn run(
     index: u32,
@@ -426,7 +450,15 @@ fn run(
         let converted = match camera.frame_raw() {
             Ok(raw) => {
                 failures = 0;
-                to_i420(format.pixel_format, format.width, format.height, 0, &raw, 0)
+                let stride = stride_of(format, raw.len());
+                to_i420(
+                    format.pixel_format,
+                    format.width,
+                    format.height,
+                    stride,
+                    &raw,
+                    0,
+                )
             }
             Err(err) => {
                 failures += 1;
@@ -450,4 +482,34 @@ fn run(
         }
     }
     let _ = camera.stop_stream();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padded_rows_are_recognised_from_the_buffer_length() {
+        let format = |pixel_format| CameraFormat {
+            width: 640,
+            height: 480,
+            fps: 30,
+            pixel_format,
+        };
+        assert_eq!(stride_of(format(PixelFormat::Yuyv), 640 * 2 * 480), 0);
+        assert_eq!(stride_of(format(PixelFormat::Yuyv), 1344 * 480), 1344);
+        assert_eq!(stride_of(format(PixelFormat::Nv12), 640 * 720), 0);
+        assert_eq!(stride_of(format(PixelFormat::Nv12), 704 * 720), 704);
+        // A length that shows nothing (a short or odd buffer) is left to the converter.
+        assert_eq!(stride_of(format(PixelFormat::Yuyv), 1000), 0);
+        assert_eq!(stride_of(format(PixelFormat::Mjpeg), 123_456), 0);
+    }
+
+    #[test]
+    fn every_format_nokhwa_offers_maps_both_ways() {
+        for format in FORMATS {
+            assert_eq!(frame_format(pixel_format(*format)), Some(*format));
+        }
+        assert_eq!(frame_format(PixelFormat::Bgra), None);
+    }
 }
