@@ -9,7 +9,9 @@
 //!
 //! Backends: X11 on Linux and the BSDs (pure Rust through x11rb: MIT-SHM into a shared memory
 //! mapping, XFixes for the cursor, Composite for windows that other windows cover), and xcap on
-//! macOS and Windows. Wayland sessions are reached through XWayland's `$DISPLAY`.
+//! macOS and Windows. Native Wayland capture (the desktop portal's ScreenCast over PipeWire) is
+//! not built: in a Wayland session the X11 backend captures XWayland's `$DISPLAY`, which on
+//! most compositors shows only the X11 applications' windows.
 
 use serde::Serialize;
 

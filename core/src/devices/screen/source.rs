@@ -24,7 +24,9 @@ const MAX_FPS: u32 = 60;
 /// memory copy by the display server, the cursor drawn in, and one conversion to I420) runs
 /// on that encoder thread. A screen or window that goes away (display closed, window
 /// destroyed) is reported through [`ScreenSource::monitor`] and the source yields black
-/// frames; a minimised window yields black frames until it is shown again.
+/// frames; a minimised window yields black frames until it is shown again. The picture size is
+/// fixed when sharing starts: a window that grows is cropped to it, one that shrinks is shown
+/// on black.
 pub struct ScreenSource {
     capturer: Capturer,
     fps: u32,
