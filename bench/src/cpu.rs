@@ -47,7 +47,10 @@ mod tests {
         // Busy for 200 ms of wall time: some of it on a CPU (less on a loaded machine), never
         // more than the wall time.
         assert!(spent >= Duration::from_millis(20), "{spent:?}");
-        assert!(spent <= start.elapsed() + Duration::from_millis(20), "{spent:?}");
+        assert!(
+            spent <= start.elapsed() + Duration::from_millis(20),
+            "{spent:?}"
+        );
         assert!(process_cpu("self").unwrap() >= process);
         assert!((percent(Duration::from_millis(500), Duration::from_secs(1)) - 50.0).abs() < 1e-9);
     }
