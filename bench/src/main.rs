@@ -1,11 +1,21 @@
 //! `aula-bench`: scenario benchmarks that run a server and clients in one process on loopback.
 
 mod adapt;
+mod camera_format;
+mod cpu;
 mod e2e;
 mod harness;
 mod loss;
 mod memory;
 mod mixed;
+#[cfg(any(
+    target_os = "linux",
+    target_os = "freebsd",
+    target_os = "openbsd",
+    target_os = "netbsd",
+    target_os = "dragonfly"
+))]
+mod screen;
 mod whiteboard;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +49,19 @@ enum Scenario {
     Step(adapt::StepArgs),
     /// Whiteboard: edit-to-remote-visible latency, join time on a large board, bytes per stroke.
     Whiteboard(whiteboard::WhiteboardArgs),
+    /// Screen share on the sender: capture, encode and capture-to-encoded time per frame, and
+    /// CPU use, on a changing slide (an Xvfb this starts, or `--display`).
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "freebsd",
+        target_os = "openbsd",
+        target_os = "netbsd",
+        target_os = "dragonfly"
+    ))]
+    Screen(screen::ScreenArgs),
+    /// A camera frame from the driver's buffer to an encoded picture, per pixel format (YUYV,
+    /// NV12, MJPEG).
+    CameraFormat(camera_format::CameraFormatArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,5 +85,14 @@ fn main() -> anyhow::Result<()> {
         Scenario::Step(args) => runtime.block_on(adapt::run_step(args)),
         Scenario::Memory(args) => runtime.block_on(memory::run(args)),
         Scenario::Mixed(args) => runtime.block_on(mixed::run(args)),
+        #[cfg(any(
+            target_os = "linux",
+            target_os = "freebsd",
+            target_os = "openbsd",
+            target_os = "netbsd",
+            target_os = "dragonfly"
+        ))]
+        Scenario::Screen(args) => runtime.block_on(screen::run(args)),
+        Scenario::CameraFormat(args) => camera_format::run(args),
     }
 }

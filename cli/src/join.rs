@@ -1,14 +1,16 @@
-//! `aula join`: a headless participant with synthetic sources.
+//! `aula join`: a headless participant with synthetic sources, or this machine's camera,
+//! microphone, speaker and screen.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use aula_core::devices::DeviceEvent;
 use aula_core::media::{SyntheticAudioSource, SyntheticVideoSource};
 use aula_core::netsim::{LinkSettings, NetworkImpairment};
-use aula_core::{Room, RoomEvent, RoomOptions, RoomStats, VideoPublishOptions};
-use aula_protocol::MediaKind;
+use aula_core::{ReceivedStats, Room, RoomEvent, RoomOptions, RoomStats, VideoPublishOptions};
+use aula_protocol::{MediaKind, TrackSource};
 use clap::Args;
 use serde_json::json;
 
@@ -21,9 +23,31 @@ pub struct JoinArgs {
     /// Access token (see `aula token`).
     #[arg(long, env = "AULA_TOKEN")]
     token: String,
-    /// What to publish: `video,audio`, `video`, `audio` or `none`.
+    /// What to publish, comma-separated: `video` and `audio` (synthetic: a stamped picture
+    /// and a tone), `camera`, `mic` and `screen` (this machine's devices; see `aula
+    /// devices`), or `none`.
     #[arg(long, default_value = "video,audio")]
     publish: String,
+    /// The camera to publish with `--publish camera` (an id from `aula devices`; default the
+    /// first). It opens at the format nearest `--resolution` and `--fps`.
+    #[arg(long)]
+    camera: Option<String>,
+    /// The microphone to publish with `--publish mic` (default: the system's).
+    #[arg(long)]
+    microphone: Option<String>,
+    /// The screen or window to share with `--publish screen` (`screen:N` or `window:ID`;
+    /// default the primary screen of `$DISPLAY`).
+    #[arg(long)]
+    screen: Option<String>,
+    /// Frames per second of the screen share.
+    #[arg(long, default_value_t = 15)]
+    screen_fps: u32,
+    /// Leave the mouse cursor out of the screen share.
+    #[arg(long)]
+    no_cursor: bool,
+    /// Play everyone's audio through this speaker (`default` for the system's).
+    #[arg(long)]
+    speaker: Option<String>,
     /// Video resolution WIDTHxHEIGHT.
     #[arg(long, default_value = "1280x720", value_parser = parse_resolution)]
     resolution: (u32, u32),
@@ -98,23 +122,35 @@ pub fn parse_resolution(text: &str) -> Result<(u32, u32), String> {
     Ok((w, h))
 }
 
+#[derive(Debug, Default)]
 struct Publish {
     video: bool,
     audio: bool,
+    camera: bool,
+    microphone: bool,
+    screen: bool,
 }
 
 fn parse_publish(text: &str) -> anyhow::Result<Publish> {
-    let mut publish = Publish {
-        video: false,
-        audio: false,
-    };
+    let mut publish = Publish::default();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part {
             "video" => publish.video = true,
             "audio" => publish.audio = true,
+            "camera" => publish.camera = true,
+            "mic" | "microphone" => publish.microphone = true,
+            "screen" => publish.screen = true,
             "none" => {}
-            other => bail!("--publish takes video, audio or none, not {other:?}"),
+            other => {
+                bail!("--publish takes video, audio, camera, mic, screen or none, not {other:?}")
+            }
         }
+    }
+    if publish.video && publish.camera {
+        bail!("--publish takes video (synthetic) or camera, not both");
+    }
+    if publish.audio && publish.microphone {
+        bail!("--publish takes audio (synthetic) or mic, not both");
     }
     Ok(publish)
 }
@@ -124,6 +160,9 @@ pub fn run(args: JoinArgs) -> anyhow::Result<()> {
     let publish = parse_publish(&args.publish)?;
     if args.fps == 0 || args.fps > 120 {
         bail!("--fps must be between 1 and 120");
+    }
+    if args.screen_fps == 0 || args.screen_fps > 60 {
+        bail!("--screen-fps must be between 1 and 60");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -172,6 +211,29 @@ async fn run_async(args: JoinArgs, publish: Publish) -> anyhow::Result<()> {
             .await
             .context("cannot publish audio")?;
     }
+    let mut watched = Vec::new();
+    if publish.camera {
+        watched.push(local::publish_camera(&room, &args).await?);
+    }
+    if publish.microphone {
+        watched.push(local::publish_microphone(&room, &args).await?);
+    }
+    if publish.screen {
+        watched.push(local::publish_screen(&room, &args).await?);
+    }
+    if let Some(speaker) = &args.speaker {
+        watched.push(local::play_through(&room, speaker)?);
+    }
+    let (lost_tx, mut lost) = tokio::sync::mpsc::unbounded_channel();
+    for monitor in watched {
+        let mut events = monitor.events();
+        let lost_tx = lost_tx.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                let _ = lost_tx.send(event);
+            }
+        });
+    }
 
     let drawing = (args.whiteboard_strokes > 0)
         .then(|| tokio::spawn(draw_strokes(room.whiteboard(), args.whiteboard_strokes)));
@@ -192,6 +254,12 @@ async fn run_async(args: JoinArgs, publish: Publish) -> anyhow::Result<()> {
             _ = sleep_until_deadline => break None,
             _ = tokio::signal::ctrl_c() => break None,
             _ = status.tick() => print_status(&room.stats(), interactive),
+            Some(event) = lost.recv() => match event {
+                DeviceEvent::Lost { kind, id, reason } => {
+                    status_line(interactive, &format!("{kind} {id} lost: {reason}"));
+                }
+                other => status_line(interactive, &format!("{other:?}")),
+            },
             event = events.recv() => match event {
                 Some(RoomEvent::Disconnected { reason }) => break Some(reason.to_string()),
                 Some(RoomEvent::ParticipantJoined(p)) => status_line(interactive, &format!("{} joined", p.identity)),
@@ -228,6 +296,158 @@ async fn run_async(args: JoinArgs, publish: Publish) -> anyhow::Result<()> {
         bail!("the session ended early: {reason}");
     }
     Ok(())
+}
+
+/// This machine's devices, each behind the feature that builds its backend.
+mod local {
+    use super::JoinArgs;
+    #[allow(unused_imports)]
+    use anyhow::Context;
+    #[allow(unused_imports)]
+    use aula_core::devices::{self, DeviceMonitor};
+    use aula_core::Room;
+
+    #[cfg(all(
+        feature = "camera",
+        any(target_os = "linux", target_os = "macos", target_os = "windows")
+    ))]
+    pub async fn publish_camera(room: &Room, args: &JoinArgs) -> anyhow::Result<DeviceMonitor> {
+        let (width, height) = args.resolution;
+        let camera = devices::CameraSource::open(
+            args.camera.as_deref(),
+            devices::CameraRequest {
+                width,
+                height,
+                fps: args.fps,
+            },
+        )
+        .context("cannot open the camera")?;
+        let format = camera.format();
+        eprintln!("camera {}: {format}", camera.monitor().id());
+        let monitor = camera.monitor();
+        let bitrate_bps = args
+            .bitrate_kbps
+            .map(|k| k * 1000)
+            .unwrap_or_else(|| super::default_bitrate_bps(format.width, format.height, format.fps));
+        room.publish_video(
+            camera,
+            aula_core::VideoPublishOptions {
+                bitrate_bps,
+                ..aula_core::VideoPublishOptions::default()
+            },
+        )
+        .await
+        .context("cannot publish the camera")?;
+        Ok(monitor)
+    }
+
+    #[cfg(not(all(
+        feature = "camera",
+        any(target_os = "linux", target_os = "macos", target_os = "windows")
+    )))]
+    pub async fn publish_camera(_: &Room, _: &JoinArgs) -> anyhow::Result<DeviceMonitor> {
+        anyhow::bail!("this aula was built without camera support (the `camera` feature)")
+    }
+
+    #[cfg(feature = "audio-devices")]
+    pub async fn publish_microphone(room: &Room, args: &JoinArgs) -> anyhow::Result<DeviceMonitor> {
+        let microphone = devices::Microphone::open(args.microphone.as_deref())
+            .context("cannot open the microphone")?;
+        let monitor = microphone.monitor();
+        eprintln!("microphone {}", monitor.id());
+        room.publish_audio(microphone, "microphone")
+            .await
+            .context("cannot publish the microphone")?;
+        Ok(monitor)
+    }
+
+    #[cfg(not(feature = "audio-devices"))]
+    pub async fn publish_microphone(_: &Room, _: &JoinArgs) -> anyhow::Result<DeviceMonitor> {
+        anyhow::bail!("this aula was built without audio devices (the `audio-devices` feature)")
+    }
+
+    #[cfg(feature = "audio-devices")]
+    pub fn play_through(room: &Room, speaker: &str) -> anyhow::Result<DeviceMonitor> {
+        let speaker = devices::Speaker::open(Some(speaker)).context("cannot open the speaker")?;
+        let monitor = speaker.monitor();
+        eprintln!("speaker {}", monitor.id());
+        room.set_audio_sink(Some(std::sync::Arc::new(speaker)));
+        Ok(monitor)
+    }
+
+    #[cfg(not(feature = "audio-devices"))]
+    pub fn play_through(_: &Room, _: &str) -> anyhow::Result<DeviceMonitor> {
+        anyhow::bail!("this aula was built without audio devices (the `audio-devices` feature)")
+    }
+
+    #[cfg(all(
+        feature = "screen",
+        any(
+            target_os = "linux",
+            target_os = "freebsd",
+            target_os = "openbsd",
+            target_os = "netbsd",
+            target_os = "dragonfly",
+            target_os = "macos",
+            target_os = "windows"
+        )
+    ))]
+    pub async fn publish_screen(room: &Room, args: &JoinArgs) -> anyhow::Result<DeviceMonitor> {
+        use aula_core::VideoSource as _;
+        let screen = devices::ScreenSource::open(
+            args.screen.as_deref(),
+            devices::ScreenOptions {
+                fps: args.screen_fps,
+                cursor: !args.no_cursor,
+                display: None,
+            },
+        )
+        .context("cannot open the screen")?;
+        let (width, height) = (screen.width(), screen.height());
+        eprintln!(
+            "sharing {} {}x{} at {} fps",
+            screen.monitor().id(),
+            width,
+            height,
+            args.screen_fps
+        );
+        let monitor = screen.monitor();
+        let bitrate_bps = args
+            .bitrate_kbps
+            .map(|k| k * 1000)
+            .unwrap_or_else(|| super::screen_bitrate_bps(width, height, args.screen_fps));
+        room.publish_video(
+            screen,
+            aula_core::VideoPublishOptions::screen_share(bitrate_bps),
+        )
+        .await
+        .context("cannot share the screen")?;
+        Ok(monitor)
+    }
+
+    #[cfg(not(all(
+        feature = "screen",
+        any(
+            target_os = "linux",
+            target_os = "freebsd",
+            target_os = "openbsd",
+            target_os = "netbsd",
+            target_os = "dragonfly",
+            target_os = "macos",
+            target_os = "windows"
+        )
+    )))]
+    pub async fn publish_screen(_: &Room, _: &JoinArgs) -> anyhow::Result<DeviceMonitor> {
+        anyhow::bail!("this aula was built without screen sharing (the `screen` feature)")
+    }
+}
+
+#[cfg_attr(not(feature = "screen"), allow(dead_code))]
+/// A screen share's bitrate: text needs far fewer bits than a camera, about 0.08 bit per
+/// pixel per frame, within 300 kbit/s..4 Mbit/s (1080p at 15 fps: 2.5 Mbit/s).
+fn screen_bitrate_bps(width: u32, height: u32, fps: u32) -> u32 {
+    let bits = u64::from(width) * u64::from(height) * u64::from(fps) * 8 / 100;
+    bits.clamp(300_000, 4_000_000) as u32
 }
 
 /// Draws `count` strokes on the board's first page, each streamed in three chunks.
@@ -289,8 +509,14 @@ fn print_status(stats: &RoomStats, interactive: bool) {
                 r.samples_decoded as f64 / 48_000.0
             )),
             _ => line.push_str(&format!(
-                "{} video {} frames {}x{} p50 {:.0} ms freezes {} | ",
-                r.from, r.frames_decoded, r.width, r.height, r.latency_ms.p50, r.freezes
+                "{} {} {} frames {}x{} p50 {:.0} ms freezes {} | ",
+                r.from,
+                received_kind(r),
+                r.frames_decoded,
+                r.width,
+                r.height,
+                r.latency_ms.p50,
+                r.freezes
             )),
         }
     }
@@ -300,6 +526,15 @@ fn print_status(stats: &RoomStats, interactive: bool) {
         let _ = std::io::stderr().flush();
     } else {
         eprintln!("{line}");
+    }
+}
+
+/// What the stats file calls a received track: `audio`, `video` (a camera) or `screen`.
+fn received_kind(received: &ReceivedStats) -> &'static str {
+    match (received.kind, received.source) {
+        (MediaKind::Audio, _) => "audio",
+        (_, TrackSource::ScreenShare) => "screen",
+        _ => "video",
     }
 }
 
@@ -333,7 +568,7 @@ fn stats_document(identity: &str, room: &str, stats: &RoomStats) -> serde_json::
             }),
             _ => json!({
                 "from": r.from,
-                "kind": r.kind,
+                "kind": received_kind(r),
                 "track_sid": r.track_sid,
                 "frames_decoded": r.frames_decoded,
                 "frames_stamped_ok": r.frames_stamped_ok,
@@ -379,11 +614,80 @@ mod tests {
     }
 
     #[test]
+    fn screen_shares_are_their_own_kind_in_the_stats_file() {
+        let received = |kind, source| ReceivedStats {
+            participant_id: aula_protocol::ParticipantId("PA_1".into()),
+            from: "t1".into(),
+            track_sid: aula_protocol::TrackSid("TR_1".into()),
+            kind,
+            source,
+            frames_decoded: 3,
+            frames_stamped_ok: 0,
+            latency_ms: Default::default(),
+            freezes: 0,
+            freeze_ms: 0.0,
+            longest_freeze_ms: 0.0,
+            keyframe_requests: 0,
+            samples_decoded: 0,
+            audio_level: 0.0,
+            audio_frames_recovered: 0,
+            audio_frames_concealed: 0,
+            first_frame_ms: None,
+            gaps_skipped: 0,
+            stale_frames: 0,
+            decoder_overflows: 0,
+            loss_wait_ms: 0.0,
+            layer: None,
+            width: 1920,
+            height: 1080,
+        };
+        let stats = RoomStats {
+            join_ms: 1.0,
+            send_estimate: None,
+            receive_recovery: Default::default(),
+            published: Vec::new(),
+            received: vec![
+                received(MediaKind::Video, TrackSource::ScreenShare),
+                received(MediaKind::Video, TrackSource::Camera),
+                received(MediaKind::Audio, TrackSource::Microphone),
+            ],
+        };
+        let document = stats_document("s1", "r1", &stats);
+        let kinds: Vec<&str> = document["received"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["screen", "video", "audio"]);
+        let screen = &document["received"][0];
+        let camera = &document["received"][1];
+        let fields = |v: &serde_json::Value| {
+            let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            keys.sort();
+            keys
+        };
+        assert_eq!(
+            fields(screen),
+            fields(camera),
+            "a screen has video's fields"
+        );
+        assert_eq!(screen["width"], 1920);
+    }
+
+    #[test]
     fn publish_lists_parse() {
         let p = parse_publish("video,audio").unwrap();
         assert!(p.video && p.audio);
         let p = parse_publish("none").unwrap();
         assert!(!p.video && !p.audio);
+        let p = parse_publish("camera, mic,screen").unwrap();
+        assert!(p.camera && p.microphone && p.screen && !p.video && !p.audio);
+        assert!(parse_publish("microphone").unwrap().microphone);
         assert!(parse_publish("smell").is_err());
+        assert!(parse_publish("video,camera").is_err(), "one picture source");
+        assert!(parse_publish("audio,mic").is_err(), "one sound source");
+        assert_eq!(screen_bitrate_bps(1920, 1080, 15), 2_488_320);
+        assert_eq!(screen_bitrate_bps(640, 480, 1), 300_000);
     }
 }

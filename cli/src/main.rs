@@ -1,5 +1,6 @@
 //! `aula`: mint tokens and join rooms from the command line.
 
+mod devices;
 mod join;
 mod token;
 
@@ -17,8 +18,11 @@ struct Cli {
 enum Command {
     /// Print an access token.
     Token(token::TokenArgs),
-    /// Join a room as a headless participant with synthetic video and audio.
+    /// Join a room as a headless participant with synthetic video and audio, or this
+    /// machine's camera, microphone, speaker and screen.
     Join(join::JoinArgs),
+    /// List the cameras, microphones, speakers, screens and windows of this machine.
+    Devices(devices::DevicesArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,6 +37,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Token(args) => token::run(args),
         Command::Join(args) => join::run(args),
+        Command::Devices(args) => devices::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -4,10 +4,13 @@
 //! [`AudioSource`]s (H.264 and Opus, encoded on dedicated threads), receives everyone else's
 //! tracks, decodes them off the async workers and hands frames to [`VideoSink`]s and
 //! [`AudioSink`]s. [`media`] holds the codecs and the synthetic sources whose stamped frames let
-//! tests and benchmarks check what arrived and how late.
+//! tests and benchmarks check what arrived and how late. [`devices`] lists and opens real
+//! cameras, microphones, speakers and screens (desktop features `camera`, `audio-devices` and
+//! `screen`, on by default).
 #![deny(missing_docs)]
 
 pub mod clock;
+pub mod devices;
 pub mod frame_log;
 pub mod media;
 pub mod netsim;

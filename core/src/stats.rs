@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use aula_protocol::{MediaKind, ParticipantId, TrackSid};
+use aula_protocol::{MediaKind, ParticipantId, TrackSid, TrackSource};
 use serde::Serialize;
 
 /// How a connection recovered lost packets: the holes it saw in what it received, and what
@@ -181,6 +181,8 @@ pub struct ReceivedStats {
     pub track_sid: TrackSid,
     /// Audio or video.
     pub kind: MediaKind,
+    /// Camera, microphone or screen share, as the publisher announced it.
+    pub source: TrackSource,
     /// Video frames decoded.
     pub frames_decoded: u64,
     /// Decoded video frames whose stamp was read back intact.

@@ -124,6 +124,10 @@ pub struct TrackInfo {
     /// Simulcast layers, lowest first; empty for a track sent as one stream.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<VideoLayer>,
+    /// Whether the publisher has muted the track: it stays negotiated, but carries black video
+    /// or silence until unmuted (see [`ClientMessage::SetTrackMuted`]).
+    #[serde(default)]
+    pub muted: bool,
 }
 
 /// A participant as others see it.
@@ -250,6 +254,18 @@ pub enum ClientMessage {
         /// Indices of the layers being sent, ascending.
         layers: Vec<u8>,
     },
+    /// Mutes or unmutes one of the client's tracks, without renegotiating: the track keeps
+    /// flowing (black video, silence) and the server tells everyone else with
+    /// [`ServerMessage::TrackMuted`]. Reply: [`ServerMessage::Ok`]; `unknown_track` if the
+    /// client publishes no such track.
+    SetTrackMuted {
+        /// Request id.
+        id: u64,
+        /// The track.
+        sid: TrackSid,
+        /// `true` to mute, `false` to unmute.
+        muted: bool,
+    },
 }
 
 fn default_true() -> bool {
@@ -267,7 +283,8 @@ impl ClientMessage {
             | ClientMessage::SubscriberAnswer { id, .. }
             | ClientMessage::UpdateSubscription { id, .. }
             | ClientMessage::Ping { id }
-            | ClientMessage::Leave { id } => Some(*id),
+            | ClientMessage::Leave { id }
+            | ClientMessage::SetTrackMuted { id, .. } => Some(*id),
             ClientMessage::Trickle { .. } | ClientMessage::LayersActive { .. } => None,
         }
     }
@@ -285,6 +302,7 @@ impl ClientMessage {
             ClientMessage::Leave { .. } => "leave",
             ClientMessage::Trickle { .. } => "trickle",
             ClientMessage::LayersActive { .. } => "layers_active",
+            ClientMessage::SetTrackMuted { .. } => "set_track_muted",
         }
     }
 }
@@ -421,6 +439,15 @@ pub enum ServerMessage {
         sid: TrackSid,
         /// Index of the layer, into the track's `layers`.
         layer: u8,
+    },
+    /// Another participant muted or unmuted one of its tracks.
+    TrackMuted {
+        /// The publisher.
+        participant_id: ParticipantId,
+        /// The track.
+        track_sid: TrackSid,
+        /// Whether it is muted now.
+        muted: bool,
     },
 }
 
@@ -568,6 +595,28 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn mute_messages_round_trip_and_old_track_infos_are_unmuted() {
+        let text = r#"{"type":"set_track_muted","id":4,"sid":"TR_1","muted":true}"#;
+        let msg: ClientMessage = serde_json::from_str(text).unwrap();
+        assert_eq!(msg.request_id(), Some(4));
+        assert_eq!(msg.kind(), "set_track_muted");
+        assert_eq!(serde_json::to_string(&msg).unwrap(), text);
+        let event = ServerMessage::TrackMuted {
+            participant_id: ParticipantId("PA_1".into()),
+            track_sid: TrackSid("TR_1".into()),
+            muted: false,
+        };
+        assert_eq!(
+            event.to_json(),
+            r#"{"type":"track_muted","participant_id":"PA_1","track_sid":"TR_1","muted":false}"#
+        );
+        // A track announced by an older server carries no flag: it is not muted.
+        let track: TrackInfo =
+            serde_json::from_str(r#"{"sid":"TR_1","kind":"audio","source":"microphone"}"#).unwrap();
+        assert!(!track.muted);
     }
 
     #[test]

@@ -4,13 +4,13 @@
 //! participant leaves. Every change to a room's membership or tracks is announced to the others
 //! here, so the announcements and the state cannot drift apart.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 
 use aula_protocol::signal::LeaveReason;
 use aula_protocol::{
-    ErrorCode, Grants, ParticipantId, ParticipantInfo, RoomInfo, ServerMessage, TrackSid,
+    ErrorCode, Grants, ParticipantId, ParticipantInfo, RoomInfo, ServerMessage, TrackInfo, TrackSid,
 };
 use tokio::sync::{Mutex, Notify};
 
@@ -36,6 +36,8 @@ pub struct Participant {
     /// Woken to end the session from outside (duplicate identity).
     pub kicked: Notify,
     published: StdMutex<BTreeMap<TrackSid, Arc<PublishedTrack>>>,
+    /// Which of its published tracks it has muted (the flag others see in `TrackInfo`).
+    muted: StdMutex<BTreeSet<TrackSid>>,
 }
 
 impl Participant {
@@ -55,6 +57,7 @@ impl Participant {
             subscriber,
             kicked: Notify::new(),
             published: StdMutex::new(BTreeMap::new()),
+            muted: StdMutex::new(BTreeSet::new()),
         }
     }
 
@@ -71,8 +74,27 @@ impl Participant {
     /// How others see it, with its current tracks.
     pub fn snapshot(&self) -> ParticipantInfo {
         let mut info = self.info.clone();
-        info.tracks = self.published().iter().map(|t| t.info.clone()).collect();
+        info.tracks = self
+            .published()
+            .iter()
+            .map(|t| self.track_info(&t.info))
+            .collect();
         info
+    }
+
+    /// `track` as others see it now (with its current muted flag).
+    fn track_info(&self, track: &TrackInfo) -> TrackInfo {
+        let muted = self.lock_muted().contains(&track.sid);
+        TrackInfo {
+            muted,
+            ..track.clone()
+        }
+    }
+
+    fn lock_muted(&self) -> std::sync::MutexGuard<'_, BTreeSet<TrackSid>> {
+        self.muted
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn lock_published(&self) -> std::sync::MutexGuard<'_, BTreeMap<TrackSid, Arc<PublishedTrack>>> {
@@ -197,14 +219,19 @@ impl Room {
         publisher
             .lock_published()
             .insert(track.info.sid.clone(), Arc::clone(&track));
+        if track.info.muted {
+            // Muted while announced, before its media arrived.
+            publisher.lock_muted().insert(track.info.sid.clone());
+        }
+        let info = publisher.track_info(&track.info);
         self.announce(WebhookEventKind::TrackPublished {
             participant_identity: publisher.info.identity.clone(),
-            track: track.info.clone(),
+            track: info.clone(),
         });
         let others = self.others(publisher.id()).await;
         let added = ServerMessage::TrackAdded {
             participant_id: publisher.id().clone(),
-            track: track.info.clone(),
+            track: info,
         };
         for other in &others {
             other.outbox.send(added.clone());
@@ -219,6 +246,7 @@ impl Room {
         let Some(track) = publisher.lock_published().remove(sid) else {
             return false;
         };
+        publisher.lock_muted().remove(sid);
         self.announce(WebhookEventKind::TrackUnpublished {
             participant_identity: publisher.info.identity.clone(),
             track: track.info.clone(),
@@ -229,6 +257,38 @@ impl Room {
                 participant_id: publisher.id().clone(),
                 track_sid: sid.clone(),
             });
+        }
+        true
+    }
+
+    /// Records that `publisher` muted or unmuted its track `sid` and tells everyone else when
+    /// that changed the flag. Returns whether the track exists.
+    pub async fn set_track_muted(
+        &self,
+        publisher: &Arc<Participant>,
+        sid: &TrackSid,
+        muted: bool,
+    ) -> bool {
+        if !publisher.lock_published().contains_key(sid) {
+            return false;
+        }
+        let changed = {
+            let mut set = publisher.lock_muted();
+            if muted {
+                set.insert(sid.clone())
+            } else {
+                set.remove(sid)
+            }
+        };
+        if changed {
+            let event = ServerMessage::TrackMuted {
+                participant_id: publisher.id().clone(),
+                track_sid: sid.clone(),
+                muted,
+            };
+            for other in self.others(publisher.id()).await {
+                other.outbox.send(event.clone());
+            }
         }
         true
     }

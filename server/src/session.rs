@@ -447,6 +447,7 @@ impl Session {
                     width,
                     height,
                     layers,
+                    muted: false,
                 };
                 self.announced.insert(cid.clone(), track.clone());
                 self.outbox.send(ServerMessage::TrackPublished {
@@ -565,6 +566,26 @@ impl Session {
             }
             ClientMessage::Ping { id } => {
                 self.outbox.send(ServerMessage::Pong { request_id: id });
+                Ok(())
+            }
+            ClientMessage::SetTrackMuted { id, sid, muted } => {
+                // A track still waiting for its media takes the flag with it when it starts.
+                let announced = self.announced.values_mut().find(|t| t.sid == sid);
+                let known = match announced {
+                    Some(track) => {
+                        track.muted = muted;
+                        true
+                    }
+                    None => {
+                        self.room
+                            .set_track_muted(&self.participant, &sid, muted)
+                            .await
+                    }
+                };
+                if !known {
+                    return Err((ErrorCode::UnknownTrack, format!("no track {sid}")));
+                }
+                self.outbox.send(ServerMessage::Ok { request_id: id });
                 Ok(())
             }
             ClientMessage::Leave { id } => {

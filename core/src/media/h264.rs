@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use openh264::decoder::Decoder;
 use openh264::encoder::{
-    BitRate, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, Profile,
+    BitRate, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, Profile, QpRange,
     RateControlMode, UsageType,
 };
 use openh264::formats::YUVSource;
@@ -74,6 +74,33 @@ fn check_bitrate(bps: u32) -> Result<(), MediaError> {
     }
 }
 
+/// What a video track shows, which tunes the encoder.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VideoContent {
+    /// A camera (or any natural, moving picture): openh264's camera mode, full quantizer range.
+    #[default]
+    Camera,
+    /// A shared screen: openh264's screen-content mode, and a quantizer ceiling
+    /// ([`SCREEN_MAX_QP`]) so text stays legible; when the bitrate cannot carry that, rate
+    /// control drops frames instead of blurring them.
+    Screen,
+}
+
+impl VideoContent {
+    /// The content a track of `source` carries.
+    pub fn of_source(source: aula_protocol::TrackSource) -> Self {
+        if source == aula_protocol::TrackSource::ScreenShare {
+            VideoContent::Screen
+        } else {
+            VideoContent::Camera
+        }
+    }
+}
+
+/// The coarsest quantizer a screen share is encoded with (openh264's range is 0..=51).
+pub const SCREEN_MAX_QP: u8 = 36;
+
 /// One encoded picture as an Annex-B byte stream (start codes included; SPS and PPS precede
 /// every keyframe).
 #[derive(Clone, Debug)]
@@ -89,6 +116,7 @@ pub struct EncodedVideoFrame {
 /// ones, no scene-change detection: request them with `force_keyframe`).
 pub struct H264Encoder {
     config: H264EncoderConfig,
+    content: VideoContent,
     encoder: Encoder,
     /// A bitrate set by [`H264Encoder::set_bitrate`] and not yet applied.
     pending_bitrate: Option<u32>,
@@ -101,21 +129,39 @@ impl std::fmt::Debug for H264Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("H264Encoder")
             .field("config", &self.config)
+            .field("content", &self.content)
             .field("pending_bitrate", &self.pending_bitrate)
             .finish_non_exhaustive()
     }
 }
 
-fn openh264_encoder(config: &H264EncoderConfig) -> Result<Encoder, MediaError> {
+fn openh264_encoder(
+    config: &H264EncoderConfig,
+    content: VideoContent,
+) -> Result<Encoder, MediaError> {
+    // Screen content: openh264 has no adaptive quantization or background detection for it,
+    // and wants its scene-change detection (a new slide may then start with a keyframe).
+    let screen = content == VideoContent::Screen;
+    let (usage, qp) = if screen {
+        (
+            UsageType::ScreenContentRealTime,
+            QpRange::new(0, SCREEN_MAX_QP),
+        )
+    } else {
+        (UsageType::CameraVideoRealTime, QpRange::default())
+    };
     let settings = EncoderConfig::new()
         .bitrate(BitRate::from_bps(config.bitrate_bps))
         .max_frame_rate(FrameRate::from_hz(config.fps as f32))
         .rate_control_mode(RateControlMode::Bitrate)
         .skip_frames(true)
-        .usage_type(UsageType::CameraVideoRealTime)
+        .usage_type(usage)
+        .qp(qp)
         .profile(Profile::Baseline)
         .intra_frame_period(IntraFramePeriod::from_num_frames(0))
-        .scene_change_detect(false)
+        .scene_change_detect(screen)
+        .adaptive_quantization(!screen)
+        .background_detection(!screen)
         .num_threads(1);
     Encoder::with_api_config(OpenH264API::from_source(), settings)
         .map_err(|e| MediaError::Encoder(format!("cannot create openh264 encoder: {e}")))
@@ -175,13 +221,27 @@ impl H264Encoder {
     /// Sizes must be even and at most 3840x2160 (either orientation), `fps` 1..=240 and the
     /// bitrate 10 kbps..=100 Mbps.
     pub fn new(config: H264EncoderConfig) -> Result<Self, MediaError> {
+        Self::with_content(config, VideoContent::Camera)
+    }
+
+    /// An encoder tuned for `content` (see [`VideoContent`]); otherwise as [`Self::new`].
+    pub fn with_content(
+        config: H264EncoderConfig,
+        content: VideoContent,
+    ) -> Result<Self, MediaError> {
         config.validate()?;
         Ok(Self {
-            encoder: openh264_encoder(&config)?,
+            encoder: openh264_encoder(&config, content)?,
             config,
+            content,
             pending_bitrate: None,
             started: false,
         })
+    }
+
+    /// What the encoder is tuned for.
+    pub fn content(&self) -> VideoContent {
+        self.content
     }
 
     /// The current settings (including the latest bitrate set, applied or pending).
@@ -222,7 +282,7 @@ impl H264Encoder {
             if !(self.started && retarget_bitrate(&mut self.encoder, bps)) {
                 // Not running yet (the first frame is a keyframe anyway), or openh264 refused
                 // the option: start over at the new rate.
-                self.encoder = openh264_encoder(&self.config)?;
+                self.encoder = openh264_encoder(&self.config, self.content)?;
                 self.started = false;
                 tracing::debug!(
                     bitrate_bps = bps,
@@ -537,6 +597,90 @@ mod tests {
         assert!(
             raised as f64 > low as f64 * 1.5,
             "raising the target must raise the output: {raised} vs {low} bytes"
+        );
+    }
+
+    /// A slide of thin black-on-white strokes, with a small block moving over it.
+    fn slide(width: u32, height: u32, t: u32) -> VideoFrame {
+        let mut frame = VideoFrame::new_black(width, height);
+        let w = width as usize;
+        for (i, p) in frame.y.iter_mut().enumerate() {
+            let (x, y) = (i % w, i / w);
+            // Rows of "text": 1-pixel vertical strokes, 12-pixel lines with gaps between.
+            let in_line = y % 16 < 12;
+            let stroke = x % 2 == 0 && (x / 7 + y / 16) % 3 != 0;
+            *p = if in_line && stroke { 16 } else { 235 };
+        }
+        let x0 = (t as usize * 24) % (w - 32);
+        for y in 40..72 {
+            frame.y[y * w + x0..y * w + x0 + 32].fill(128);
+        }
+        frame
+    }
+
+    /// Mean luma step from a stroke to the background beside it, over one line of "text".
+    fn stroke_contrast(frame: &VideoFrame) -> f64 {
+        let w = frame.width as usize;
+        let mut sum = 0.0;
+        let mut n = 0.0;
+        // Rows 193..=203 are inside a line (y % 16 < 12).
+        for y in 193..204 {
+            for x in (400..600).step_by(2) {
+                if (x / 7 + y / 16) % 3 == 0 {
+                    continue;
+                }
+                sum += f64::from(frame.y[y * w + x + 1]) - f64::from(frame.y[y * w + x]);
+                n += 1.0;
+            }
+        }
+        sum / n
+    }
+
+    #[test]
+    fn screen_content_keeps_thin_strokes_sharp_at_a_low_bitrate() {
+        let config = H264EncoderConfig {
+            width: 1280,
+            height: 720,
+            fps: 5,
+            bitrate_bps: 600_000,
+        };
+        let mut encoder = H264Encoder::with_content(config, VideoContent::Screen).expect("encoder");
+        assert_eq!(encoder.content(), VideoContent::Screen);
+        assert_eq!(
+            stroke_contrast(&slide(1280, 720, 0)),
+            219.0,
+            "the measure itself"
+        );
+        let mut decoder = H264Decoder::new().expect("decoder");
+        let mut decoded = 0;
+        for t in 0..10 {
+            let Some(encoded) = encoder
+                .encode(&slide(1280, 720, t), t == 0)
+                .expect("encode")
+            else {
+                continue;
+            };
+            let picture = decoder
+                .decode(&encoded.data)
+                .expect("decode")
+                .expect("picture");
+            let contrast = stroke_contrast(&picture);
+            // 219 is perfect; a blurred stroke drops far below.
+            assert!(contrast > 180.0, "frame {t}: stroke contrast {contrast}");
+            decoded += 1;
+        }
+        assert!(decoded >= 3, "only {decoded} frames came through");
+        // A bitrate change keeps the tuning (the encoder may be re-created for it).
+        encoder.set_bitrate(100_000);
+        assert!(encoder.encode(&slide(1280, 720, 11), false).is_ok());
+        assert_eq!(encoder.content(), VideoContent::Screen);
+        assert_eq!(
+            VideoContent::of_source(aula_protocol::TrackSource::ScreenShare),
+            VideoContent::Screen
+        );
+        assert_eq!(
+            VideoContent::of_source(aula_protocol::TrackSource::Camera),
+            VideoContent::Camera
         );
     }
 

@@ -12,7 +12,9 @@ mod stamp;
 mod synthetic;
 
 pub use frame::{AudioFrame, VideoFrame, AUDIO_FRAME_SAMPLES, AUDIO_SAMPLE_RATE, MAX_DIMENSION};
-pub use h264::{EncodedVideoFrame, H264Decoder, H264Encoder, H264EncoderConfig};
+pub use h264::{
+    EncodedVideoFrame, H264Decoder, H264Encoder, H264EncoderConfig, VideoContent, SCREEN_MAX_QP,
+};
 pub use opus_codec::{OpusDecoder, OpusEncoder};
 pub use scale::{downscale_i420, scaled_size};
 pub use stamp::{read_stamp, write_stamp, FrameStamp, STAMP_TIME_MASK};

@@ -4,6 +4,7 @@
 mod app_source;
 pub mod bandwidth;
 mod degradation;
+mod mute;
 mod peer;
 mod publish;
 mod simulcast;
@@ -212,6 +213,15 @@ pub enum RoomEvent {
         /// Why.
         reason: DisconnectReason,
     },
+    /// Someone muted or unmuted a track (its media keeps flowing: black video, silence).
+    TrackMuted {
+        /// The publisher.
+        participant_id: ParticipantId,
+        /// The track.
+        track_sid: TrackSid,
+        /// Whether it is muted now.
+        muted: bool,
+    },
 }
 
 /// State of the media connection.
@@ -284,6 +294,21 @@ impl Default for VideoPublishOptions {
     }
 }
 
+impl VideoPublishOptions {
+    /// Options for a screen share of up to `bitrate_bps`: the track is marked
+    /// [`TrackSource::ScreenShare`], so it keeps its resolution and lowers its frame rate first
+    /// when the network is short, and its encoder is tuned for text
+    /// ([`VideoContent::Screen`](crate::media::VideoContent)).
+    pub fn screen_share(bitrate_bps: u32) -> Self {
+        Self {
+            source: TrackSource::ScreenShare,
+            bitrate_bps,
+            name: "screen".into(),
+            simulcast: false,
+        }
+    }
+}
+
 /// Everything a room has sent and received so far.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct RoomStats {
@@ -313,6 +338,8 @@ struct Inner {
     publisher: tokio::sync::Mutex<Option<ClientPeer>>,
     subscriber: tokio::sync::Mutex<Option<ClientPeer>>,
     publications: Mutex<Vec<LocalPublication>>,
+    /// The mute gate of each local track Aula encodes, by track id.
+    mutes: Mutex<HashMap<TrackSid, mute::MuteFlag>>,
     subscriptions: Mutex<HashMap<TrackSid, RemoteSubscription>>,
     sinks: Arc<sinks::Sinks>,
     events: mpsc::UnboundedSender<RoomEvent>,
@@ -393,6 +420,7 @@ impl Room {
             publisher: tokio::sync::Mutex::new(None),
             subscriber: tokio::sync::Mutex::new(None),
             publications: Mutex::new(Vec::new()),
+            mutes: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(HashMap::new()),
             sinks: Arc::new(sinks::Sinks::default()),
             events: events_tx,
@@ -505,10 +533,11 @@ impl Room {
                 announced,
             )
             .await?;
+        let muted = mute::MuteFlag::default();
         let publication = publish::start_video(
             info.clone(),
             bound,
-            Box::new(source),
+            Box::new(mute::MutableVideo::new(source, Arc::clone(&muted))),
             publish::VideoEncodeSettings {
                 bitrate_bps: options.bitrate_bps,
                 source_kind: options.source,
@@ -523,6 +552,7 @@ impl Room {
             ));
         }
         lock(&self.inner.publications).push(publication);
+        lock(&self.inner.mutes).insert(info.sid.clone(), muted);
         Ok(info)
     }
 
@@ -580,6 +610,8 @@ impl Room {
             .into_iter()
             .next()
             .ok_or_else(|| RoomError::Internal("no stream for the track".into()))?;
+        let muted = mute::MuteFlag::default();
+        let source = mute::MutableAudio::new(source, Arc::clone(&muted));
         let publication = publish::start_audio(
             info.clone(),
             bound,
@@ -587,7 +619,49 @@ impl Room {
             Arc::clone(self.inner.bandwidth.estimate()),
         )?;
         lock(&self.inner.publications).push(publication);
+        lock(&self.inner.mutes).insert(info.sid.clone(), muted);
         Ok(info)
+    }
+
+    /// Mutes or unmutes a local track without renegotiating, and tells everyone else
+    /// ([`RoomEvent::TrackMuted`] on their side).
+    ///
+    /// A muted video track keeps sending black pictures at its frame rate and stops pulling its
+    /// source; a muted audio track sends silence, which Opus DTX makes almost free. The device
+    /// behind the source stays open, so unmuting is instant; unpublish to release it. For
+    /// video the app encodes itself ([`Room::publish_encoded_video`]) only the flag is
+    /// announced: what to push while muted is the app's choice.
+    pub async fn set_track_muted(&self, sid: &TrackSid, muted: bool) -> Result<(), RoomError> {
+        self.inner.ensure_open()?;
+        {
+            let mut publications = lock(&self.inner.publications);
+            let publication = publications
+                .iter_mut()
+                .find(|p| &p.info.sid == sid)
+                .ok_or_else(|| RoomError::InvalidArgument(format!("no local track {sid}")))?;
+            publication.info.muted = muted;
+        }
+        if let Some(flag) = lock(&self.inner.mutes).get(sid) {
+            flag.store(muted, Ordering::Release);
+        }
+        let id = self.inner.signal().next_id();
+        self.inner
+            .signal()
+            .request(ClientMessage::SetTrackMuted {
+                id,
+                sid: sid.clone(),
+                muted,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Whether a local track is muted (`None` when this client publishes no such track).
+    pub fn is_track_muted(&self, sid: &TrackSid) -> Option<bool> {
+        lock(&self.inner.publications)
+            .iter()
+            .find(|p| &p.info.sid == sid)
+            .map(|p| p.info.muted)
     }
 
     /// Stops publishing a track.
@@ -601,6 +675,7 @@ impl Room {
                 .ok_or_else(|| RoomError::InvalidArgument(format!("no local track {sid}")))?;
             publications.remove(index)
         };
+        lock(&self.inner.mutes).remove(sid);
         publication.stop();
         let id = self.inner.signal().next_id();
         self.inner
@@ -852,16 +927,38 @@ impl Inner {
             moved.push((old.sid.clone(), info, streams));
         }
         self.negotiate_publisher(&peer).await?;
-        for (old_sid, info, streams) in moved {
+        let mut still_muted = Vec::new();
+        for (old_sid, mut info, streams) in moved {
             let bound = bind_streams(streams).await?;
+            let new_sid = info.sid.clone();
             if let Some(publication) = lock(&self.publications)
                 .iter_mut()
                 .find(|p| p.info.sid == old_sid)
             {
+                info.muted = publication.info.muted;
+                if info.muted {
+                    still_muted.push(new_sid.clone());
+                }
                 publication.rebind(info, bound);
+            }
+            let mut mutes = lock(&self.mutes);
+            if let Some(flag) = mutes.remove(&old_sid) {
+                mutes.insert(new_sid, flag);
             }
         }
         *publisher = Some(peer);
+        drop(publisher);
+        // The new session knows nothing of earlier mutes.
+        for sid in still_muted {
+            let id = self.signal().next_id();
+            self.signal()
+                .request(ClientMessage::SetTrackMuted {
+                    id,
+                    sid,
+                    muted: true,
+                })
+                .await?;
+        }
         Ok(())
     }
 
@@ -1033,6 +1130,22 @@ impl Inner {
                     track,
                 });
             }
+            ServerMessage::TrackMuted {
+                participant_id,
+                track_sid,
+                muted,
+            } => {
+                if let Some(p) = lock(&self.participants).get_mut(&participant_id) {
+                    if let Some(track) = p.tracks.iter_mut().find(|t| t.sid == track_sid) {
+                        track.muted = muted;
+                    }
+                }
+                let _ = self.events.send(RoomEvent::TrackMuted {
+                    participant_id,
+                    track_sid,
+                    muted,
+                });
+            }
             ServerMessage::TrackRemoved {
                 participant_id,
                 track_sid,
@@ -1140,17 +1253,18 @@ impl Inner {
                 tracing::debug!(%participant_id, "media from a participant not in the room");
                 return;
             };
-            let kind = participant
+            let (kind, source) = participant
                 .tracks
                 .iter()
                 .find(|t| t.sid == track_sid)
-                .map(|t| t.kind)
-                .unwrap_or(MediaKind::Video);
+                .map(|t| (t.kind, t.source))
+                .unwrap_or((MediaKind::Video, TrackSource::Camera));
             TrackOrigin {
                 participant_id: participant_id.clone(),
                 identity: participant.identity.clone(),
                 track_sid: track_sid.clone(),
                 kind,
+                source,
                 fps_hint: 30,
             }
         };
@@ -1174,6 +1288,7 @@ impl Inner {
 
     async fn close_media(&self) {
         lock(&self.publications).clear();
+        lock(&self.mutes).clear();
         self.close_peers().await;
     }
 }

@@ -22,8 +22,8 @@ use webrtc::rtp_transceiver::RtpSender;
 use crate::clock::unix_micros;
 use crate::media::{
     downscale_i420, write_stamp, AudioFrame, FrameStamp, H264Encoder, H264EncoderConfig,
-    OpusEncoder, SyntheticAudioSource, SyntheticVideoSource, VideoFrame, AUDIO_FRAME_SAMPLES,
-    AUDIO_SAMPLE_RATE,
+    OpusEncoder, SyntheticAudioSource, SyntheticVideoSource, VideoContent, VideoFrame,
+    AUDIO_FRAME_SAMPLES, AUDIO_SAMPLE_RATE,
 };
 use crate::stats::{PublishedLayerStats, PublishedStats};
 
@@ -240,12 +240,15 @@ impl AdaptiveEncoder {
         if self.degradation.update(budget) {
             let encoding = self.degradation.current();
             tracing::debug!(?encoding, budget, "video encoding changed");
-            self.encoder = H264Encoder::new(H264EncoderConfig {
-                width: encoding.size.0,
-                height: encoding.size.1,
-                fps: (self.fps / encoding.frame_interval).max(1),
-                bitrate_bps: budget.max(MIN_VIDEO_BITRATE),
-            })?;
+            self.encoder = H264Encoder::with_content(
+                H264EncoderConfig {
+                    width: encoding.size.0,
+                    height: encoding.size.1,
+                    fps: (self.fps / encoding.frame_interval).max(1),
+                    bitrate_bps: budget.max(MIN_VIDEO_BITRATE),
+                },
+                self.encoder.content(),
+            )?;
         } else {
             retarget(&mut self.encoder, budget);
         }
@@ -772,12 +775,15 @@ pub(crate) fn start_video(
         layered.follow_budget().map_err(media)?;
         (VideoEncoding::Layered(layered), inputs, Some(control))
     } else {
-        let encoder = H264Encoder::new(H264EncoderConfig {
-            width: source.width(),
-            height: source.height(),
-            fps,
-            bitrate_bps,
-        })
+        let encoder = H264Encoder::with_content(
+            H264EncoderConfig {
+                width: source.width(),
+                height: source.height(),
+                fps,
+                bitrate_bps,
+            },
+            VideoContent::of_source(source_kind),
+        )
         .map_err(media)?;
         let (output, input) = stream_channel(None);
         output

@@ -5,7 +5,7 @@ use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use aula_protocol::{MediaKind, ParticipantId, TrackSid};
+use aula_protocol::{MediaKind, ParticipantId, TrackSid, TrackSource};
 use bytes::{Bytes, BytesMut};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp::codec::h264::H264Packet;
@@ -36,6 +36,7 @@ pub(crate) struct TrackOrigin {
     pub identity: String,
     pub track_sid: TrackSid,
     pub kind: MediaKind,
+    pub source: TrackSource,
     pub fps_hint: u32,
 }
 
@@ -128,6 +129,7 @@ impl RemoteSubscription {
             from: self.origin.identity.clone(),
             track_sid: self.origin.track_sid.clone(),
             kind: self.origin.kind,
+            source: self.origin.source,
             frames_decoded: c.frames_decoded,
             frames_stamped_ok: c.frames_stamped_ok,
             latency_ms: Percentiles::of(&c.latency_ms),

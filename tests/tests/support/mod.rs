@@ -2,6 +2,9 @@
 //! plain HTTP requests. Each test binary uses some of them.
 #![allow(dead_code)]
 
+pub mod pulse;
+pub mod xvfb;
+
 use aula_core::media::SyntheticVideoSource;
 use aula_core::{Room, VideoPublishOptions};
 use aula_protocol::token::unix_now;
