@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # Tests the uniffi SDK bindings against a real aula-server (called by scripts/test.sh after the
 # cargo tests): generates Kotlin, Swift and Python bindings (any failure fails the run), runs
-# the Python tests (pytest in a venv under target/) and the Kotlin tests on the JVM (Maven).
+# the C and Rust tests of aula-ffi again with its `png` feature, the Python tests (pytest in a
+# venv under target/) and the Kotlin tests on the JVM (Maven), against a library with PNG export.
 # Needs python3 with venv, Maven and a JRE; scripts/test.sh installs them on Debian as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== bindings: cargo build -p aula-ffi -p aula-server"
-cargo build --locked -q -p aula-ffi -p aula-server -p uniffi-bindgen
-
 echo "== bindings: generate Kotlin, Swift, Python"
 scripts/generate-bindings.sh target/bindings
+
+# The library under test has PNG export (feature png), which the tests exercise; `cargo test
+# --workspace` already ran the C tests against the default build, where PNG export is
+# unsupported. Built after the generation above, which builds the default library.
+echo "== bindings: cargo build -p aula-ffi --features png -p aula-server"
+cargo build --locked -q -p aula-ffi --features aula-ffi/png -p aula-server -p uniffi-bindgen
+
+echo "== bindings: C ABI and unit tests with PNG export (cargo test -p aula-ffi --features png)"
+cargo test --locked -q -p aula-ffi --features png
 
 echo "== bindings: Python (pytest)"
 venv=target/py-venv

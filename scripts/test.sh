@@ -42,6 +42,10 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The SDK's two feature sets, which the workspace build does not see: as shipped (no PNG export,
+# aula-core without its defaults) and with PNG export.
+cargo clippy -p aula-core -p aula-ffi --all-targets --no-default-features --locked -- -D warnings
+cargo clippy -p aula-ffi --all-targets --features png --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
 scripts/test-bindings.sh

@@ -57,6 +57,8 @@ typedef enum {
   AULA_STATUS_INTERNAL = 10,
   // Nothing to report (for example, a picture without a stamp).
   AULA_STATUS_NOT_FOUND = 11,
+  // This build of the library leaves the feature out (PNG export in the mobile SDK).
+  AULA_STATUS_UNSUPPORTED = 12,
 } AulaStatus;
 
 // What happened, in an [`AulaEvent`].
@@ -719,7 +721,9 @@ AulaStatus aula_whiteboard_export_svg(AulaWhiteboard *board,
                                       char **out_svg);
 
 // `page` as a PNG image of `width` × `height` pixels (at most 8192 × 8192), into `*out_png`
-// and `*out_len`; release it with `aula_bytes_free(png, len)`.
+// and `*out_len`; release it with `aula_bytes_free(png, len)`. A library built without the
+// `png` feature (the mobile SDK) returns `AULA_STATUS_UNSUPPORTED` and leaves both untouched:
+// rasterise `aula_whiteboard_export_svg` there instead.
 //
 // # Safety
 // `board` is NULL or a live handle; `page` is NULL or NUL-terminated; `out_png` and `out_len`

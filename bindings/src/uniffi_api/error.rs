@@ -62,6 +62,12 @@ pub enum AulaError {
         /// Details.
         reason: String,
     },
+    /// This build of the library leaves the feature out (e.g. PNG export in the mobile SDK).
+    #[error("unsupported: {reason}")]
+    Unsupported {
+        /// What is missing, and what to use instead.
+        reason: String,
+    },
     /// Something that should not fail did.
     #[error("internal: {reason}")]
     Internal {
@@ -128,6 +134,7 @@ impl From<aula_core::WhiteboardError> for AulaError {
     }
 }
 
+#[cfg(feature = "png")]
 impl From<aula_core::whiteboard::png::RenderError> for AulaError {
     fn from(err: aula_core::whiteboard::png::RenderError) -> Self {
         // A page renders unless its size is empty or over the limit.
