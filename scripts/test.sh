@@ -43,7 +43,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The SDK's two feature sets, which the workspace build does not see: as shipped (no PNG export,
-# aula-core without its defaults) and with PNG export.
+# no token signing: aula-protocol and aula-core without their defaults) and with PNG export.
+cargo clippy -p aula-protocol -p aula-core -p aula-ffi --lib --no-default-features --locked \
+  -- -D warnings
 cargo clippy -p aula-core -p aula-ffi --all-targets --no-default-features --locked -- -D warnings
 cargo clippy -p aula-ffi --all-targets --features png --locked -- -D warnings
 echo "== cargo test"

@@ -7,14 +7,14 @@ import time
 import pytest
 
 import aula
-from conftest import DEV_KEY, DEV_SECRET
+from conftest import mint_token
 
 WIDTH, HEIGHT, FPS = 320, 180, 15
 STAMP_TIME_MASK = (1 << 48) - 1
 
 
 def token(room, identity, role=aula.ParticipantRole.STUDENT):
-    return aula.create_token(DEV_KEY, DEV_SECRET, room, identity, role, 600)
+    return mint_token(room, identity, role)
 
 
 class Collector(aula.VideoFrameSink, aula.AudioFrameSink, aula.RoomListener):
@@ -146,7 +146,7 @@ def _push_fails(publisher, frame):
 def test_bad_token_and_bad_arguments(server_url):
     with pytest.raises(aula.AulaError.InvalidToken):
         aula.connect(server_url, "not-a-token", aula.default_connect_options())
-    forged = aula.create_token(DEV_KEY, "wrong-secret", "py-bad", "mallory", aula.ParticipantRole.STUDENT, 600)
+    forged = mint_token("py-bad", "mallory", aula.ParticipantRole.STUDENT, secret="wrong-secret")
     with pytest.raises(aula.AulaError.Refused):
         aula.connect(server_url, forged, aula.default_connect_options())
     with pytest.raises(aula.AulaError.InvalidArgument):

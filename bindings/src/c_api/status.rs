@@ -22,7 +22,7 @@ pub enum AulaStatus {
     Unreachable = 4,
     /// The server refused (the message names its error code, e.g. `unauthorized`).
     Refused = 5,
-    /// The token could not be read or signed.
+    /// The token could not be read (a token the server does not accept is `Refused`).
     InvalidToken = 6,
     /// Encoding or decoding failed.
     Media = 7,

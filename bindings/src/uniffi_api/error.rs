@@ -20,7 +20,8 @@ pub enum AulaError {
         /// The server's explanation.
         reason: String,
     },
-    /// The token could not be read or signed.
+    /// The token could not be read. (A token the server does not accept, forged or expired,
+    /// is `Refused` with the server's code, `invalid_token` or `token_expired`.)
     #[error("invalid token: {reason}")]
     InvalidToken {
         /// Details.
