@@ -10,14 +10,18 @@ cd "$(dirname "$0")/.."
 echo "== bindings: generate Kotlin, Swift, Python"
 scripts/generate-bindings.sh target/bindings
 
-# The library under test has PNG export (feature png), which the tests exercise; `cargo test
-# --workspace` already ran the C tests against the default build, where PNG export is
-# unsupported. Built after the generation above, which builds the default library.
-echo "== bindings: cargo build -p aula-ffi --features png -p aula-server"
-cargo build --locked -q -p aula-ffi --features aula-ffi/png -p aula-server -p uniffi-bindgen
-
+# `cargo test --workspace` already ran the C tests against the default build, where PNG export
+# is unsupported; here they run again with PNG export (feature png).
 echo "== bindings: C ABI and unit tests with PNG export (cargo test -p aula-ffi --features png)"
 cargo test --locked -q -p aula-ffi --features png
+
+# The library the Python and Kotlin tests load: PNG export on, which they exercise, and
+# otherwise as shipped. Built on its own, after the generation and the tests above (which
+# build other feature sets), so that its dependencies' features are its own and not those
+# the server or the test harness would add (token signing, log formatting).
+echo "== bindings: cargo build -p aula-ffi --features png; cargo build -p aula-server"
+cargo build --locked -q -p aula-ffi --features png
+cargo build --locked -q -p aula-server -p uniffi-bindgen
 
 echo "== bindings: Python (pytest)"
 venv=target/py-venv

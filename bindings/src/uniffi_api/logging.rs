@@ -130,3 +130,56 @@ pub fn set_log_sink(sink: Option<Arc<dyn LogSink>>) {
     install();
     *SINK.write().unwrap_or_else(|p| p.into_inner()) = sink;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Lines(Mutex<Vec<(LogLevel, String, String)>>);
+
+    impl LogSink for Lines {
+        fn on_log(&self, level: LogLevel, target: String, message: String) {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((level, target, message));
+        }
+    }
+
+    /// The one test of the process-wide logger (others would race on its level and sink).
+    #[test]
+    fn tracing_events_and_log_records_reach_the_sink_at_the_set_level() {
+        let lines = Arc::new(Lines::default());
+        set_log_sink(Some(lines.clone()));
+        set_log_level(LogLevel::Info);
+        tracing::info!(target: "aula_test", answer = 42, "from tracing");
+        tracing::debug!(target: "aula_test", "tracing, too detailed");
+        // What dependencies such as webrtc-rs do: they log through the `log` crate.
+        log::warn!(target: "a_dependency", "from log");
+        log::debug!(target: "a_dependency", "log, too detailed");
+        set_log_sink(None);
+        set_log_level(LogLevel::Warn);
+        let lines = lines.0.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(
+            lines.contains(&(
+                LogLevel::Info,
+                "aula_test".into(),
+                "from tracing answer=42".into()
+            )),
+            "{lines:?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|(level, _, message)| *level == LogLevel::Warn && message.contains("from log")),
+            "{lines:?}"
+        );
+        assert!(
+            !lines.iter().any(|(_, _, m)| m.contains("too detailed")),
+            "{lines:?}"
+        );
+    }
+}
