@@ -7,6 +7,7 @@ use std::sync::{Arc, Once, RwLock};
 use tracing::field::{Field, Visit};
 use tracing::subscriber::Interest;
 use tracing::{Event, Metadata, Subscriber};
+use tracing_log::NormalizeEvent;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -70,21 +71,37 @@ impl<S: Subscriber> Layer<S> for ForwardLayer {
         let Some(sink) = sink else {
             return;
         };
-        let mut visitor = MessageVisitor::default();
+        // A dependency's `log` record arrives as an event of the `log` target with the record's
+        // own target, module and place as fields: report it under its own target instead.
+        let normalized = event.normalized_metadata();
+        let mut visitor = MessageVisitor {
+            text: String::new(),
+            from_log: normalized.is_some(),
+        };
         event.record(&mut visitor);
-        let meta = event.metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         sink.on_log(level_of(meta), meta.target().to_owned(), visitor.text);
     }
 }
 
 /// Renders an event as `message key=value ...`.
-#[derive(Default)]
 struct MessageVisitor {
     text: String,
+    /// The event is a `log` record: leave out the `log.*` fields carrying its metadata.
+    from_log: bool,
+}
+
+impl MessageVisitor {
+    fn skips(&self, field: &Field) -> bool {
+        self.from_log && field.name().starts_with("log.")
+    }
 }
 
 impl Visit for MessageVisitor {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if self.skips(field) {
+            return;
+        }
         if field.name() == "message" {
             let fields = std::mem::take(&mut self.text);
             let _ = write!(self.text, "{value:?}{fields}");
@@ -94,6 +111,9 @@ impl Visit for MessageVisitor {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
+        if self.skips(field) {
+            return;
+        }
         if field.name() == "message" {
             let fields = std::mem::take(&mut self.text);
             let _ = write!(self.text, "{value}{fields}");
@@ -172,9 +192,7 @@ mod tests {
             "{lines:?}"
         );
         assert!(
-            lines
-                .iter()
-                .any(|(level, _, message)| *level == LogLevel::Warn && message.contains("from log")),
+            lines.contains(&(LogLevel::Warn, "a_dependency".into(), "from log".into())),
             "{lines:?}"
         );
         assert!(
