@@ -69,6 +69,12 @@ for target in aarch64-linux-android aarch64-apple-ios; do
     exit 1
   fi
 done
+# The SDK's two feature sets, which the workspace build does not see: as shipped (no PNG export,
+# no token signing: aula-protocol and aula-core without their defaults) and with PNG export.
+cargo clippy -p aula-protocol -p aula-core -p aula-ffi --lib --no-default-features --locked \
+  -- -D warnings
+cargo clippy -p aula-core -p aula-ffi --all-targets --no-default-features --locked -- -D warnings
+cargo clippy -p aula-ffi --all-targets --features png --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
 scripts/test-bindings.sh

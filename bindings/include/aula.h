@@ -45,7 +45,7 @@ typedef enum {
   AULA_STATUS_UNREACHABLE = 4,
   // The server refused (the message names its error code, e.g. `unauthorized`).
   AULA_STATUS_REFUSED = 5,
-  // The token could not be read or signed.
+  // The token could not be read (a token the server does not accept is `Refused`).
   AULA_STATUS_INVALID_TOKEN = 6,
   // Encoding or decoding failed.
   AULA_STATUS_MEDIA = 7,
@@ -57,6 +57,8 @@ typedef enum {
   AULA_STATUS_INTERNAL = 10,
   // Nothing to report (for example, a picture without a stamp).
   AULA_STATUS_NOT_FOUND = 11,
+  // This build of the library leaves the feature out (PNG export in the mobile SDK).
+  AULA_STATUS_UNSUPPORTED = 12,
 } AulaStatus;
 
 // What happened, in an [`AulaEvent`].
@@ -98,16 +100,6 @@ typedef enum {
   // Everything.
   AULA_LOG_LEVEL_TRACE = 5,
 } AulaLogLevel;
-
-// A participant's role.
-typedef enum {
-  // Runs the class.
-  AULA_ROLE_TEACHER = 0,
-  // Takes part.
-  AULA_ROLE_STUDENT = 1,
-  // Watches only.
-  AULA_ROLE_OBSERVER = 2,
-} AulaRole;
 
 // What happened, in an [`AulaWhiteboardEvent`].
 typedef enum {
@@ -517,20 +509,6 @@ const char *aula_version(void);
 // Sets how much the library logs.
 AulaStatus aula_set_log_level(AulaLogLevel level);
 
-// Signs an access token for `identity` in `room`, valid `ttl_secs`, into `*out_token` (free
-// it with `aula_string_free`). For development and tests: production tokens come from the
-// application's backend, which holds the secret.
-//
-// # Safety
-// String arguments are NULL or NUL-terminated; `out_token` is NULL or writable.
-AulaStatus aula_create_token(const char *api_key,
-                             const char *api_secret,
-                             const char *room,
-                             const char *identity,
-                             AulaRole role,
-                             uint64_t ttl_secs,
-                             char **out_token);
-
 // Reads the stamp Aula's synthetic source puts in its pictures from a decoded `frame` into
 // `*out`. Returns `AULA_STATUS_NOT_FOUND` when the picture carries none.
 //
@@ -719,7 +697,9 @@ AulaStatus aula_whiteboard_export_svg(AulaWhiteboard *board,
                                       char **out_svg);
 
 // `page` as a PNG image of `width` × `height` pixels (at most 8192 × 8192), into `*out_png`
-// and `*out_len`; release it with `aula_bytes_free(png, len)`.
+// and `*out_len`; release it with `aula_bytes_free(png, len)`. A library built without the
+// `png` feature (the mobile SDK) returns `AULA_STATUS_UNSUPPORTED` and leaves both untouched:
+// rasterise `aula_whiteboard_export_svg` there instead.
 //
 // # Safety
 // `board` is NULL or a live handle; `page` is NULL or NUL-terminated; `out_png` and `out_len`

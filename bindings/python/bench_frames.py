@@ -39,7 +39,7 @@ def main():
     gen = conftest.server_url.__wrapped__()
     url = next(gen)
     try:
-        token = aula.create_token(conftest.DEV_KEY, conftest.DEV_SECRET, "bench", "py", aula.ParticipantRole.TEACHER, 600)
+        token = conftest.mint_token("bench", "py", aula.ParticipantRole.TEACHER)
         room = aula.connect(url, token, aula.default_connect_options())
         publisher = room.publish_app_video(W, H, 30, 2_000_000, aula.TrackOrigin.CAMERA, "bench")
         frame = aula.stamped_i420_frame(W, H, aula.Stamp(sequence=1, capture_time_us=1))

@@ -174,7 +174,13 @@ fn a_c_program_draws_on_the_whiteboard_and_reads_it_back_from_the_other_side() {
             token("teacher", Role::Teacher),
             token("student", Role::Student),
         ])
-        .arg(if valgrind { "120" } else { "20" });
+        .arg(if valgrind { "120" } else { "20" })
+        // What PNG export should do: render, or fail as unsupported without the feature.
+        .arg(if cfg!(feature = "png") {
+            "png"
+        } else {
+            "no-png"
+        });
     assert_succeeds(command);
     runtime.block_on(server.shutdown());
 }

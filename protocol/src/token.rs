@@ -2,7 +2,12 @@
 //!
 //! The header's `kid` names the API key, so a server with several keys knows which secret to
 //! verify with; the claims say which room the holder may join, as whom, and with what grants.
+//! Signing and verifying ([`Claims::sign`], [`Claims::verify`]) need the `signing` feature;
+//! reading a token's claims without verifying it ([`Claims::peek_unverified`], what a client
+//! does) does not.
 
+use base64::Engine as _;
+#[cfg(feature = "signing")]
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -13,6 +18,8 @@ use crate::signal::TrackSource;
 pub const MAX_NAME_BYTES: usize = 128;
 /// Longest display name accepted, in bytes.
 pub const MAX_DISPLAY_NAME_BYTES: usize = 256;
+/// Longest token accepted, in bytes.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// What a participant is in the classroom. The role sets the default [`Grants`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -192,7 +199,8 @@ impl Claims {
         Ok(())
     }
 
-    /// Signs the claims with `api_secret` into a compact JWT.
+    /// Signs the claims with `api_secret` into a compact JWT. Needs the `signing` feature.
+    #[cfg(feature = "signing")]
     pub fn sign(&self, api_secret: &str) -> Result<String, TokenError> {
         self.validate()?;
         if api_secret.is_empty() {
@@ -210,22 +218,39 @@ impl Claims {
 
     /// Reads the claims of `token` without verifying it. For clients, which do not hold the
     /// secret, to learn the room and identity a token is for; never for authorization.
+    ///
+    /// The token must be a compact JWT (three base64url parts without padding) whose header is
+    /// a JSON object naming its `alg` and whose payload is the claims; the signature is not
+    /// looked at.
     pub fn peek_unverified(token: &str) -> Result<Claims, TokenError> {
-        jsonwebtoken::dangerous::insecure_decode::<Claims>(token)
-            .map(|data| data.claims)
-            .map_err(|e| TokenError::Malformed(e.to_string()))
+        check_token_length(token)?;
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(_signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed(
+                "not a JWT: expected three parts separated by dots".into(),
+            ));
+        };
+        let header: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&base64url("header", header)?)
+                .map_err(|e| TokenError::Malformed(format!("header: {e}")))?;
+        if !header.get("alg").is_some_and(serde_json::Value::is_string) {
+            return Err(TokenError::Malformed("header names no alg".into()));
+        }
+        serde_json::from_slice(&base64url("claims", payload)?)
+            .map_err(|e| TokenError::Malformed(format!("claims: {e}")))
     }
 
     /// Verifies `token` and returns its claims. `secret_for` maps an API key to its secret.
-    /// Expiry is checked against `now_unix` with no leeway.
+    /// Expiry is checked against `now_unix` with no leeway. Needs the `signing` feature.
+    #[cfg(feature = "signing")]
     pub fn verify<'a>(
         token: &str,
         secret_for: impl Fn(&str) -> Option<&'a str>,
         now_unix: u64,
     ) -> Result<Claims, TokenError> {
-        if token.len() > 8 * 1024 {
-            return Err(TokenError::Malformed("token longer than 8 KiB".into()));
-        }
+        check_token_length(token)?;
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
         if header.alg != Algorithm::HS256 {
@@ -265,6 +290,20 @@ impl Claims {
     }
 }
 
+fn check_token_length(token: &str) -> Result<(), TokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(TokenError::Malformed("token longer than 8 KiB".into()));
+    }
+    Ok(())
+}
+
+/// Decodes one part of a compact JWT (base64url without padding, RFC 7515).
+fn base64url(what: &str, part: &str) -> Result<Vec<u8>, TokenError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|e| TokenError::Malformed(format!("{what}: {e}")))
+}
+
 fn check_name(what: &str, value: &str, max: usize) -> Result<(), TokenError> {
     if value.trim().is_empty() {
         return Err(TokenError::InvalidClaims(format!("{what} is empty")));
@@ -294,50 +333,106 @@ pub fn unix_now() -> u64 {
 mod tests {
     use super::*;
 
-    fn secret_for(key: &str) -> Option<&'static str> {
-        (key == "devkey").then_some("devsecret")
+    /// A compact JWT made by hand: `header` and `claims` as JSON, a signature nobody checks.
+    fn unsigned_token(header: &str, claims: &str) -> String {
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!("{}.{}.c2lnbmF0dXJl", b64(header), b64(claims))
     }
 
     #[test]
-    fn signed_token_verifies_to_the_same_claims() {
-        let claims = Claims::new("devkey", "r1", "t1", Role::Teacher, 1_000, 3_600);
-        let token = claims.sign("devsecret").unwrap();
-        assert_eq!(Claims::verify(&token, secret_for, 2_000).unwrap(), claims);
-    }
-
-    #[test]
-    fn expired_wrong_secret_unknown_key_and_garbage_are_refused() {
+    fn peeking_reads_the_claims_without_the_secret() {
         let claims = Claims::new("devkey", "r1", "t1", Role::Student, 1_000, 60);
-        let token = claims.sign("devsecret").unwrap();
-        assert_eq!(
-            Claims::verify(&token, secret_for, 1_060),
-            Err(TokenError::Expired)
-        );
-        let forged = claims.sign("othersecret").unwrap();
-        assert_eq!(
-            Claims::verify(&forged, secret_for, 1_001),
-            Err(TokenError::BadSignature)
-        );
-        let other_key = Claims::new("k2", "r1", "t1", Role::Student, 1_000, 60)
-            .sign("x")
-            .unwrap();
-        assert_eq!(
-            Claims::verify(&other_key, secret_for, 1_001),
-            Err(TokenError::UnknownKey)
-        );
-        assert!(matches!(
-            Claims::verify("not.a.jwt", secret_for, 1_001),
-            Err(TokenError::Malformed(_))
-        ));
+        let json = serde_json::to_string(&claims).unwrap();
+        let token = unsigned_token(r#"{"alg":"HS256","typ":"JWT","kid":"devkey"}"#, &json);
+        assert_eq!(Claims::peek_unverified(&token).unwrap(), claims);
     }
 
     #[test]
-    fn empty_identity_cannot_be_signed() {
-        let claims = Claims::new("devkey", "r1", " ", Role::Student, 1_000, 60);
-        assert!(matches!(
-            claims.sign("devsecret"),
-            Err(TokenError::InvalidClaims(_))
-        ));
+    fn peeking_refuses_what_is_not_a_jwt_of_claims() {
+        let claims =
+            serde_json::to_string(&Claims::new("devkey", "r1", "t1", Role::Student, 1_000, 60))
+                .unwrap();
+        let good = unsigned_token(r#"{"alg":"HS256"}"#, &claims);
+        let (header, rest) = good.split_once('.').unwrap();
+        let bad = [
+            "not-a-token".to_owned(),
+            "a.b".to_owned(),
+            format!("{good}.extra"),
+            // Padding is not base64url as JWTs use it.
+            format!("{header}=.{rest}"),
+            unsigned_token(r#"{"typ":"JWT"}"#, &claims),
+            unsigned_token("[1]", &claims),
+            unsigned_token(r#"{"alg":"HS256"}"#, r#"{"sub":"t1"}"#),
+            unsigned_token(r#"{"alg":"HS256"}"#, "not json"),
+            format!("{}.{}", "a".repeat(MAX_TOKEN_BYTES), rest),
+        ];
+        for token in bad {
+            assert!(
+                matches!(
+                    Claims::peek_unverified(&token),
+                    Err(TokenError::Malformed(_))
+                ),
+                "{token:.80}"
+            );
+        }
+    }
+
+    #[cfg(feature = "signing")]
+    mod signing {
+        use super::*;
+
+        fn secret_for(key: &str) -> Option<&'static str> {
+            (key == "devkey").then_some("devsecret")
+        }
+
+        #[test]
+        fn signed_token_verifies_to_the_same_claims() {
+            let claims = Claims::new("devkey", "r1", "t1", Role::Teacher, 1_000, 3_600);
+            let token = claims.sign("devsecret").unwrap();
+            assert_eq!(Claims::verify(&token, secret_for, 2_000).unwrap(), claims);
+        }
+
+        #[test]
+        fn expired_wrong_secret_unknown_key_and_garbage_are_refused() {
+            let claims = Claims::new("devkey", "r1", "t1", Role::Student, 1_000, 60);
+            let token = claims.sign("devsecret").unwrap();
+            assert_eq!(
+                Claims::verify(&token, secret_for, 1_060),
+                Err(TokenError::Expired)
+            );
+            let forged = claims.sign("othersecret").unwrap();
+            assert_eq!(
+                Claims::verify(&forged, secret_for, 1_001),
+                Err(TokenError::BadSignature)
+            );
+            let other_key = Claims::new("k2", "r1", "t1", Role::Student, 1_000, 60)
+                .sign("x")
+                .unwrap();
+            assert_eq!(
+                Claims::verify(&other_key, secret_for, 1_001),
+                Err(TokenError::UnknownKey)
+            );
+            assert!(matches!(
+                Claims::verify("not.a.jwt", secret_for, 1_001),
+                Err(TokenError::Malformed(_))
+            ));
+        }
+
+        #[test]
+        fn empty_identity_cannot_be_signed() {
+            let claims = Claims::new("devkey", "r1", " ", Role::Student, 1_000, 60);
+            assert!(matches!(
+                claims.sign("devsecret"),
+                Err(TokenError::InvalidClaims(_))
+            ));
+        }
+
+        #[test]
+        fn a_signed_token_peeks_to_its_claims() {
+            let claims = Claims::new("devkey", "r1", "t1", Role::Teacher, 1_000, 3_600);
+            let token = claims.sign("devsecret").unwrap();
+            assert_eq!(Claims::peek_unverified(&token).unwrap(), claims);
+        }
     }
 
     #[test]

@@ -1,5 +1,9 @@
-"""Test fixtures: a local aula-server on free loopback ports."""
+"""Test fixtures: a local aula-server on free loopback ports, and access tokens for it."""
 
+import base64
+import hashlib
+import hmac
+import json
 import os
 import socket
 import subprocess
@@ -11,6 +15,37 @@ import pytest
 ROOT = Path(__file__).resolve().parents[3]
 DEV_KEY = "devkey"
 DEV_SECRET = "devsecret"
+
+# Each role's default grants (docs/protocol.md, "Tokens").
+DEFAULT_GRANTS = {
+    "teacher": {"publish": ["camera", "microphone", "screen_share"], "subscribe": True,
+                "whiteboard_write": True, "room_admin": True},
+    "student": {"publish": ["camera", "microphone"], "subscribe": True,
+                "whiteboard_write": False, "room_admin": False},
+    "observer": {"publish": [], "subscribe": True, "whiteboard_write": False, "room_admin": False},
+}
+
+
+def mint_token(room, identity, role, secret=DEV_SECRET, ttl_secs=600):
+    """An access token as an application's backend mints it (docs/protocol.md, "Tokens"): a JWT
+    signed with HS256 by the API secret, with the role's default grants. `role` is an
+    `aula.ParticipantRole` or its name. The SDK has no way to mint tokens: an app never holds
+    the secret."""
+    role = getattr(role, "name", role).lower()
+    now = int(time.time())
+    header = {"alg": "HS256", "typ": "JWT", "kid": DEV_KEY}
+    claims = {"iss": DEV_KEY, "sub": identity, "room": room, "role": role,
+              "grants": DEFAULT_GRANTS[role], "iat": now, "exp": now + ttl_secs}
+
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    def part(value):
+        return b64(json.dumps(value, separators=(",", ":")).encode())
+
+    signing_input = f"{part(header)}.{part(claims)}"
+    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
 
 
 def free_port(kind=socket.SOCK_STREAM) -> int:

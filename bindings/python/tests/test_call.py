@@ -7,14 +7,14 @@ import time
 import pytest
 
 import aula
-from conftest import DEV_KEY, DEV_SECRET
+from conftest import mint_token
 
 WIDTH, HEIGHT, FPS = 320, 180, 15
 STAMP_TIME_MASK = (1 << 48) - 1
 
 
 def token(room, identity, role=aula.ParticipantRole.STUDENT):
-    return aula.create_token(DEV_KEY, DEV_SECRET, room, identity, role, 600)
+    return mint_token(room, identity, role)
 
 
 class Collector(aula.VideoFrameSink, aula.AudioFrameSink, aula.RoomListener):
@@ -146,7 +146,7 @@ def _push_fails(publisher, frame):
 def test_bad_token_and_bad_arguments(server_url):
     with pytest.raises(aula.AulaError.InvalidToken):
         aula.connect(server_url, "not-a-token", aula.default_connect_options())
-    forged = aula.create_token(DEV_KEY, "wrong-secret", "py-bad", "mallory", aula.ParticipantRole.STUDENT, 600)
+    forged = mint_token("py-bad", "mallory", aula.ParticipantRole.STUDENT, secret="wrong-secret")
     with pytest.raises(aula.AulaError.Refused):
         aula.connect(server_url, forged, aula.default_connect_options())
     with pytest.raises(aula.AulaError.InvalidArgument):
@@ -181,6 +181,11 @@ def test_log_sink_receives_sdk_logs(server_url):
         room = aula.connect(server_url, token("py-log", "carol"), aula.default_connect_options())
         room.disconnect()
         assert wait_until(lambda: any(level == aula.LogLevel.DEBUG for level, _, _ in lines), 5)
+        # Dependencies such as tungstenite (the signaling WebSocket, which logs its handshake at
+        # debug level) log through the `log` crate: their records arrive under their own target.
+        targets = {target for _, target, _ in lines}
+        assert any(t.startswith("tungstenite") for t in targets), sorted(targets)
+        assert "log" not in targets, sorted(targets)
         aula.set_log_level(aula.LogLevel.ERROR)
         time.sleep(0.2)
         lines.clear()

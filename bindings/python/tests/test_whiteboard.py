@@ -9,13 +9,13 @@ import time
 import pytest
 
 import aula
-from conftest import DEV_KEY, DEV_SECRET
+from conftest import mint_token
 
 PAGE = "1"
 
 
 def token(room, identity, role):
-    return aula.create_token(DEV_KEY, DEV_SECRET, room, identity, role, 600)
+    return mint_token(room, identity, role)
 
 
 def wait_until(predicate, timeout=10):

@@ -53,8 +53,7 @@ pub use room::{
 };
 pub use status::{aula_last_error_message, AulaStatus};
 pub use strings::{
-    aula_create_token, aula_read_stamp, aula_set_log_level, aula_string_free, aula_version,
-    AulaLogLevel, AulaRole, AulaStamp,
+    aula_read_stamp, aula_set_log_level, aula_string_free, aula_version, AulaLogLevel, AulaStamp,
 };
 pub use whiteboard::{
     aula_room_whiteboard, aula_whiteboard_add_item, aula_whiteboard_add_stroke,

@@ -22,7 +22,7 @@ pub enum AulaStatus {
     Unreachable = 4,
     /// The server refused (the message names its error code, e.g. `unauthorized`).
     Refused = 5,
-    /// The token could not be read or signed.
+    /// The token could not be read (a token the server does not accept is `Refused`).
     InvalidToken = 6,
     /// Encoding or decoding failed.
     Media = 7,
@@ -34,6 +34,8 @@ pub enum AulaStatus {
     Internal = 10,
     /// Nothing to report (for example, a picture without a stamp).
     NotFound = 11,
+    /// This build of the library leaves the feature out (PNG export in the mobile SDK).
+    Unsupported = 12,
 }
 
 impl From<&AulaError> for AulaStatus {
@@ -48,6 +50,7 @@ impl From<&AulaError> for AulaStatus {
             AulaError::Media { .. } => AulaStatus::Media,
             AulaError::WebRtc { .. } => AulaStatus::Webrtc,
             AulaError::Timeout { .. } => AulaStatus::Timeout,
+            AulaError::Unsupported { .. } => AulaStatus::Unsupported,
             _ => AulaStatus::Internal,
         }
     }

@@ -6,7 +6,7 @@ use aula_core::media::{read_stamp, VideoFrame};
 
 use super::callbacks::AulaVideoFrame;
 use super::status::{guard, guard_status, invalid, AulaStatus};
-use crate::uniffi_api::{self, AulaError, LogLevel, ParticipantRole};
+use crate::uniffi_api::{self, AulaError, LogLevel};
 
 /// Reads a required C string argument.
 ///
@@ -92,65 +92,6 @@ pub extern "C" fn aula_set_log_level(level: AulaLogLevel) -> AulaStatus {
             AulaLogLevel::Trace => LogLevel::Trace,
         });
         Ok(())
-    })
-}
-
-/// A participant's role.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AulaRole {
-    /// Runs the class.
-    Teacher = 0,
-    /// Takes part.
-    Student = 1,
-    /// Watches only.
-    Observer = 2,
-}
-
-/// Signs an access token for `identity` in `room`, valid `ttl_secs`, into `*out_token` (free
-/// it with `aula_string_free`). For development and tests: production tokens come from the
-/// application's backend, which holds the secret.
-///
-/// # Safety
-/// String arguments are NULL or NUL-terminated; `out_token` is NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn aula_create_token(
-    api_key: *const c_char,
-    api_secret: *const c_char,
-    room: *const c_char,
-    identity: *const c_char,
-    role: AulaRole,
-    ttl_secs: u64,
-    out_token: *mut *mut c_char,
-) -> AulaStatus {
-    guard(|| {
-        if out_token.is_null() {
-            return Err(invalid("out_token is NULL"));
-        }
-        // SAFETY: per this function's contract.
-        let (key, secret, room, identity) = unsafe {
-            (
-                arg_str(api_key, "api_key")?,
-                arg_str(api_secret, "api_secret")?,
-                arg_str(room, "room")?,
-                arg_str(identity, "identity")?,
-            )
-        };
-        let role = match role {
-            AulaRole::Teacher => ParticipantRole::Teacher,
-            AulaRole::Student => ParticipantRole::Student,
-            AulaRole::Observer => ParticipantRole::Observer,
-        };
-        let token = uniffi_api::create_token(
-            key.into(),
-            secret.into(),
-            room.into(),
-            identity.into(),
-            role,
-            ttl_secs,
-        )?;
-        // SAFETY: `out_token` checked non-null above.
-        unsafe { give_string(out_token, token) }
     })
 }
 

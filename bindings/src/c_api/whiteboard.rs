@@ -553,7 +553,9 @@ pub unsafe extern "C" fn aula_whiteboard_export_svg(
 }
 
 /// `page` as a PNG image of `width` × `height` pixels (at most 8192 × 8192), into `*out_png`
-/// and `*out_len`; release it with `aula_bytes_free(png, len)`.
+/// and `*out_len`; release it with `aula_bytes_free(png, len)`. A library built without the
+/// `png` feature (the mobile SDK) returns `AULA_STATUS_UNSUPPORTED` and leaves both untouched:
+/// rasterise `aula_whiteboard_export_svg` there instead.
 ///
 /// # Safety
 /// `board` is NULL or a live handle; `page` is NULL or NUL-terminated; `out_png` and `out_len`

@@ -20,7 +20,8 @@ pub enum AulaError {
         /// The server's explanation.
         reason: String,
     },
-    /// The token could not be read or signed.
+    /// The token could not be read. (A token the server does not accept, forged or expired,
+    /// is `Refused` with the server's code, `invalid_token` or `token_expired`.)
     #[error("invalid token: {reason}")]
     InvalidToken {
         /// Details.
@@ -60,6 +61,12 @@ pub enum AulaError {
     #[error("timed out: {reason}")]
     Timeout {
         /// Details.
+        reason: String,
+    },
+    /// This build of the library leaves the feature out (e.g. PNG export in the mobile SDK).
+    #[error("unsupported: {reason}")]
+    Unsupported {
+        /// What is missing, and what to use instead.
         reason: String,
     },
     /// Something that should not fail did.
@@ -128,6 +135,7 @@ impl From<aula_core::WhiteboardError> for AulaError {
     }
 }
 
+#[cfg(feature = "png")]
 impl From<aula_core::whiteboard::png::RenderError> for AulaError {
     fn from(err: aula_core::whiteboard::png::RenderError) -> Self {
         // A page renders unless its size is empty or over the limit.

@@ -7,6 +7,7 @@ use std::sync::{Arc, Once, RwLock};
 use tracing::field::{Field, Visit};
 use tracing::subscriber::Interest;
 use tracing::{Event, Metadata, Subscriber};
+use tracing_log::NormalizeEvent;
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -70,21 +71,37 @@ impl<S: Subscriber> Layer<S> for ForwardLayer {
         let Some(sink) = sink else {
             return;
         };
-        let mut visitor = MessageVisitor::default();
+        // A dependency's `log` record arrives as an event of the `log` target with the record's
+        // own target, module and place as fields: report it under its own target instead.
+        let normalized = event.normalized_metadata();
+        let mut visitor = MessageVisitor {
+            text: String::new(),
+            from_log: normalized.is_some(),
+        };
         event.record(&mut visitor);
-        let meta = event.metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
         sink.on_log(level_of(meta), meta.target().to_owned(), visitor.text);
     }
 }
 
 /// Renders an event as `message key=value ...`.
-#[derive(Default)]
 struct MessageVisitor {
     text: String,
+    /// The event is a `log` record: leave out the `log.*` fields carrying its metadata.
+    from_log: bool,
+}
+
+impl MessageVisitor {
+    fn skips(&self, field: &Field) -> bool {
+        self.from_log && field.name().starts_with("log.")
+    }
 }
 
 impl Visit for MessageVisitor {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if self.skips(field) {
+            return;
+        }
         if field.name() == "message" {
             let fields = std::mem::take(&mut self.text);
             let _ = write!(self.text, "{value:?}{fields}");
@@ -94,6 +111,9 @@ impl Visit for MessageVisitor {
     }
 
     fn record_str(&mut self, field: &Field, value: &str) {
+        if self.skips(field) {
+            return;
+        }
         if field.name() == "message" {
             let fields = std::mem::take(&mut self.text);
             let _ = write!(self.text, "{value}{fields}");
@@ -129,4 +149,55 @@ pub fn set_log_level(level: LogLevel) {
 pub fn set_log_sink(sink: Option<Arc<dyn LogSink>>) {
     install();
     *SINK.write().unwrap_or_else(|p| p.into_inner()) = sink;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Lines(Mutex<Vec<(LogLevel, String, String)>>);
+
+    impl LogSink for Lines {
+        fn on_log(&self, level: LogLevel, target: String, message: String) {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((level, target, message));
+        }
+    }
+
+    /// The one test of the process-wide logger (others would race on its level and sink).
+    #[test]
+    fn tracing_events_and_log_records_reach_the_sink_at_the_set_level() {
+        let lines = Arc::new(Lines::default());
+        set_log_sink(Some(lines.clone()));
+        set_log_level(LogLevel::Info);
+        tracing::info!(target: "aula_test", answer = 42, "from tracing");
+        tracing::debug!(target: "aula_test", "tracing, too detailed");
+        // What dependencies such as webrtc-rs do: they log through the `log` crate.
+        log::warn!(target: "a_dependency", "from log");
+        log::debug!(target: "a_dependency", "log, too detailed");
+        set_log_sink(None);
+        set_log_level(LogLevel::Warn);
+        let lines = lines.0.lock().unwrap_or_else(|p| p.into_inner());
+        assert!(
+            lines.contains(&(
+                LogLevel::Info,
+                "aula_test".into(),
+                "from tracing answer=42".into()
+            )),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&(LogLevel::Warn, "a_dependency".into(), "from log".into())),
+            "{lines:?}"
+        );
+        assert!(
+            !lines.iter().any(|(_, _, m)| m.contains("too detailed")),
+            "{lines:?}"
+        );
+    }
 }

@@ -26,8 +26,7 @@ use std::time::Duration;
 
 use aula_core::media::{SyntheticAudioSource, SyntheticVideoSource};
 use aula_core::{Room, RoomOptions, VideoPublishOptions};
-use aula_protocol::token::unix_now;
-use aula_protocol::{Claims, TrackSid};
+use aula_protocol::TrackSid;
 
 pub use board_records::{
     Item, ItemKind, ItemRef, Laser, LaserPointer, NewItem, Point, WhiteboardEvent,
@@ -97,31 +96,6 @@ impl Default for ConnectOptions {
 #[uniffi::export]
 pub fn default_connect_options() -> ConnectOptions {
     ConnectOptions::default()
-}
-
-/// Signs an access token. For development and tests: production tokens come from the
-/// application's backend, which holds the API secret.
-#[uniffi::export]
-pub fn create_token(
-    api_key: String,
-    api_secret: String,
-    room: String,
-    identity: String,
-    role: ParticipantRole,
-    ttl_secs: u64,
-) -> Result<String, AulaError> {
-    Claims::new(
-        &api_key,
-        &room,
-        &identity,
-        role.into(),
-        unix_now(),
-        ttl_secs,
-    )
-    .sign(&api_secret)
-    .map_err(|e| AulaError::InvalidToken {
-        reason: e.to_string(),
-    })
 }
 
 /// Joins the room named in `token` on the server at `url` (`ws://host:port`). Blocking.

@@ -85,16 +85,6 @@ impl From<Role> for ParticipantRole {
     }
 }
 
-impl From<ParticipantRole> for Role {
-    fn from(role: ParticipantRole) -> Self {
-        match role {
-            ParticipantRole::Teacher => Role::Teacher,
-            ParticipantRole::Student => Role::Student,
-            ParticipantRole::Observer => Role::Observer,
-        }
-    }
-}
-
 /// A published track.
 #[derive(Clone, Debug, PartialEq, uniffi::Record)]
 pub struct Track {

@@ -16,6 +16,32 @@ use super::error::AulaError;
 use super::listeners::{Listeners, Subscription};
 use super::AulaRoom;
 
+/// `page` of `board` as PNG bytes.
+#[cfg(feature = "png")]
+fn render_png(
+    board: &aula_core::Whiteboard,
+    page: &str,
+    width: u32,
+    height: u32,
+) -> Result<Vec<u8>, AulaError> {
+    Ok(board.export_png(page, width, height)?)
+}
+
+/// Without the `png` feature there is no rasteriser: the typed refusal.
+#[cfg(not(feature = "png"))]
+fn render_png(
+    _board: &aula_core::Whiteboard,
+    _page: &str,
+    _width: u32,
+    _height: u32,
+) -> Result<Vec<u8>, AulaError> {
+    Err(AulaError::Unsupported {
+        reason: "this build of the Aula library leaves PNG export out (feature `png`); \
+                 rasterise export_svg with the platform's graphics API"
+            .into(),
+    })
+}
+
 /// Receives a board's events, in order, on the board's event thread (`aula-board`, one per
 /// [`Whiteboard`] object with listeners). Calls on the board are allowed from here.
 #[uniffi::export(with_foreign)]
@@ -179,9 +205,10 @@ impl Whiteboard {
     }
 
     /// `page` as a PNG image of `width` × `height` pixels (one pixel per board unit, at most
-    /// 8192 × 8192).
+    /// 8192 × 8192). A library built without the `png` feature (the mobile SDK) fails with
+    /// [`AulaError::Unsupported`]: rasterise [`Whiteboard::export_svg`] there instead.
     pub fn export_png(&self, page: String, width: u32, height: u32) -> Result<Bytes, AulaError> {
-        Ok(self.board()?.export_png(&page, width, height)?.into())
+        Ok(render_png(&self.board()?, &page, width, height)?.into())
     }
 
     /// Shows this client's laser pointer at `laser`, or hides it with `None`. Ephemeral:
@@ -227,5 +254,43 @@ impl Whiteboard {
             *dispatching = true;
         }
         Ok(Arc::new(self.listeners.subscribe(listener)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A replica (not connected) with one stroke on page "1".
+    fn board_with_a_stroke() -> aula_core::Whiteboard {
+        let board = aula_core::Whiteboard::new("ann");
+        let points = [(10.0, 10.0), (90.0, 90.0)].map(|(x, y)| Point {
+            x,
+            y,
+            pressure: 1.0,
+        });
+        board.add_stroke("1", "#ff0000", 4.0, &wire_points(points.to_vec()));
+        board
+    }
+
+    #[cfg(feature = "png")]
+    #[test]
+    fn png_export_renders_with_the_png_feature() {
+        let png = render_png(&board_with_a_stroke(), "1", 100, 100).expect("renders");
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        let err = render_png(&board_with_a_stroke(), "1", 100_000, 10).unwrap_err();
+        assert!(matches!(err, AulaError::InvalidArgument { .. }), "{err}");
+    }
+
+    #[cfg(not(feature = "png"))]
+    #[test]
+    fn png_export_is_a_typed_refusal_without_the_png_feature() {
+        use crate::c_api::AulaStatus;
+        let err = render_png(&board_with_a_stroke(), "1", 100, 100).unwrap_err();
+        assert!(
+            matches!(&err, AulaError::Unsupported { reason } if reason.contains("png")),
+            "{err}"
+        );
+        assert_eq!(AulaStatus::from(&err), AulaStatus::Unsupported);
     }
 }

@@ -2,8 +2,10 @@
  * a rectangle, the student reads them back item by item from its own replica and exports the
  * page as SVG and PNG; the student's own stroke is refused (no write grant) and reported to
  * its callback; undo, laser pointers, error paths, calls after leaving, and every free.
+ * PNG is `png` when the library was built with its `png` feature (the page renders), `no-png`
+ * when not (the export fails with AULA_STATUS_UNSUPPORTED, as in the mobile SDK).
  *
- * usage: board URL TEACHER_TOKEN STUDENT_TOKEN TIMEOUT_S
+ * usage: board URL TEACHER_TOKEN STUDENT_TOKEN TIMEOUT_S PNG
  * exit code 0 on success; the reason of any failure on stderr. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdatomic.h>
@@ -135,12 +137,13 @@ static size_t laser_count(AulaWhiteboard *board) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 5) {
-    fprintf(stderr, "usage: %s URL TEACHER_TOKEN STUDENT_TOKEN TIMEOUT_S\n", argv[0]);
+  if (argc != 6 || (strcmp(argv[5], "png") != 0 && strcmp(argv[5], "no-png") != 0)) {
+    fprintf(stderr, "usage: %s URL TEACHER_TOKEN STUDENT_TOKEN TIMEOUT_S png|no-png\n", argv[0]);
     return 2;
   }
   const char *url = argv[1];
   double timeout = atof(argv[4]);
+  bool with_png = strcmp(argv[5], "png") == 0;
   CHECK(aula_set_log_level(AULA_LOG_LEVEL_WARN));
 
   AulaRoom *teacher = NULL;
@@ -244,12 +247,23 @@ int main(int argc, char **argv) {
   aula_string_free(svg);
   uint8_t *png = NULL;
   size_t png_len = 0;
-  CHECK(aula_whiteboard_export_png(s_board, "1", 320, 180, &png, &png_len));
-  EXPECT(png_len > 8 && memcmp(png, "\x89PNG\r\n\x1a\n", 8) == 0, "a PNG of %zu bytes", png_len);
-  aula_bytes_free(png, png_len);
-  EXPECT(aula_whiteboard_export_png(s_board, "1", 100000, 10, &png, &png_len) ==
-             AULA_STATUS_INVALID_ARGUMENT,
-         "an oversized PNG is refused");
+  if (with_png) {
+    CHECK(aula_whiteboard_export_png(s_board, "1", 320, 180, &png, &png_len));
+    EXPECT(png_len > 8 && memcmp(png, "\x89PNG\r\n\x1a\n", 8) == 0, "a PNG of %zu bytes",
+           png_len);
+    aula_bytes_free(png, png_len);
+    EXPECT(aula_whiteboard_export_png(s_board, "1", 100000, 10, &png, &png_len) ==
+               AULA_STATUS_INVALID_ARGUMENT,
+           "an oversized PNG is refused");
+  } else {
+    EXPECT(aula_whiteboard_export_png(s_board, "1", 320, 180, &png, &png_len) ==
+               AULA_STATUS_UNSUPPORTED,
+           "without the png feature, PNG export is unsupported");
+    EXPECT(png == NULL && png_len == 0, "nothing is returned");
+    const char *why = aula_last_error_message();
+    EXPECT(why != NULL && strstr(why, "png") != NULL, "the message names the feature: %s",
+           why ? why : "(null)");
+  }
 
   /* The student may not write: the server refuses, and the replica drops the stroke. */
   char *denied = NULL;

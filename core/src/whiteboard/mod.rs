@@ -7,6 +7,7 @@
 //! edit (no write grant, locked page, too large), the replica is reloaded from the server so it
 //! never keeps a change others will not see.
 
+#[cfg(feature = "png")]
 pub mod png;
 
 use std::collections::BTreeMap;
@@ -530,7 +531,9 @@ impl Whiteboard {
         svg::page_to_svg(&self.items(page), width, height)
     }
 
-    /// `page` as a PNG image of `width` × `height` pixels (one pixel per board unit).
+    /// `page` as a PNG image of `width` × `height` pixels (one pixel per board unit). Needs the
+    /// `png` feature (on by default).
+    #[cfg(feature = "png")]
     pub fn export_png(
         &self,
         page: &str,
@@ -657,8 +660,8 @@ mod tests {
         assert!(!alice.undo());
     }
 
-    #[test]
-    fn pages_export_as_svg_and_png() {
+    /// A board with a red diagonal stroke, a blue rectangle and a text on page "1".
+    fn drawn_board() -> Whiteboard {
         use aula_protocol::whiteboard::ItemKind;
         let board = Whiteboard::new("ann");
         board.add_stroke(
@@ -683,10 +686,21 @@ mod tests {
             &NewItem::shape(ItemKind::Rect, "#0000ff", 2.0, 5.0, 50.0, 30.0, 20.0),
         );
         board.add_item("1", &NewItem::text("#000", 12.0, 5.0, 5.0, "a < b"));
-        let svg = board.export_svg("1", 100.0, 100.0);
+        board
+    }
+
+    #[test]
+    fn pages_export_as_svg() {
+        let svg = drawn_board().export_svg("1", 100.0, 100.0);
         assert!(svg.contains("<path d=\"M10.00 10.00 L90.00 90.00\""));
         assert!(svg.contains("<rect x=\"5\" y=\"50\" width=\"30\" height=\"20\""));
         assert!(svg.contains(">a &lt; b</text>"));
+    }
+
+    #[cfg(feature = "png")]
+    #[test]
+    fn pages_export_as_png() {
+        let board = drawn_board();
         let png = board.export_png("1", 100, 100).expect("renders");
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         let pixmap = resvg::tiny_skia::Pixmap::decode_png(&png).expect("decodes");

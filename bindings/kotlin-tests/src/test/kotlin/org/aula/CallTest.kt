@@ -57,7 +57,7 @@ class CallTest {
     }
 
     private fun token(room: String, identity: String, role: ParticipantRole = ParticipantRole.STUDENT) =
-        createToken("devkey", "devsecret", room, identity, role, 600uL)
+        DevTokens.mint(room, identity, role)
 
     private fun waitUntil(timeoutMs: Long, predicate: () -> Boolean): Boolean {
         val deadline = System.currentTimeMillis() + timeoutMs
@@ -168,7 +168,7 @@ class CallTest {
     @Test
     fun badTokensAndBadArgumentsAreTypedErrors() {
         assertThrows<AulaException.InvalidToken> { connect(url, "not-a-token", defaultConnectOptions()) }
-        val forged = createToken("devkey", "wrong-secret", "kt-bad", "mallory", ParticipantRole.STUDENT, 600uL)
+        val forged = DevTokens.mint("kt-bad", "mallory", ParticipantRole.STUDENT, secret = "wrong-secret")
         assertThrows<AulaException.Refused> { connect(url, forged, defaultConnectOptions()) }
         assertThrows<AulaException.InvalidArgument> { stampedI420Frame(7u, 7u, Stamp(0u, 0uL)) }
         val stamp = Stamp(77u, 123_456_789uL)

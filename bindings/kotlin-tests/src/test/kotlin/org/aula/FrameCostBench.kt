@@ -42,7 +42,7 @@ class FrameCostBench {
                     Thread.sleep(50)
                 }
             }
-            val token = createToken("devkey", "devsecret", "bench", "kt", ParticipantRole.TEACHER, 600uL)
+            val token = DevTokens.mint("bench", "kt", ParticipantRole.TEACHER)
             val room = connect("ws://127.0.0.1:$port", token, defaultConnectOptions())
             val publisher = room.publishAppVideo(1280u, 720u, 30u, 2_000_000u, TrackOrigin.CAMERA, "bench")
             val frame = stampedI420Frame(1280u, 720u, Stamp(1u, 1uL))

@@ -94,7 +94,7 @@ class WhiteboardTest {
     }
 
     private fun join(roomName: String, identity: String, role: ParticipantRole): Member {
-        val token = createToken("devkey", "devsecret", roomName, identity, role, 600uL)
+        val token = DevTokens.mint(roomName, identity, role)
         val room = connect(url, token, defaultConnectOptions())
         val board = room.whiteboard()
         val events = Events()
