@@ -8,6 +8,7 @@ mod harness;
 mod loss;
 mod memory;
 mod mixed;
+mod reconnect;
 #[cfg(any(
     target_os = "linux",
     target_os = "freebsd",
@@ -42,6 +43,8 @@ enum Scenario {
     Mixed(mixed::MixedArgs),
     /// Server memory per idle participant and per forwarded stream (runs the aula-server binary).
     Memory(memory::MemoryArgs),
+    /// A subscriber's media path cut for a few seconds: time until its picture is live again.
+    Reconnect(reconnect::ReconnectArgs),
     /// Time from join to a 720p picture at the subscriber on a capped uplink, and the estimate
     /// over time.
     Ramp(adapt::RampArgs),
@@ -85,6 +88,7 @@ fn main() -> anyhow::Result<()> {
         Scenario::Step(args) => runtime.block_on(adapt::run_step(args)),
         Scenario::Memory(args) => runtime.block_on(memory::run(args)),
         Scenario::Mixed(args) => runtime.block_on(mixed::run(args)),
+        Scenario::Reconnect(args) => runtime.block_on(reconnect::run(args)),
         #[cfg(any(
             target_os = "linux",
             target_os = "freebsd",
