@@ -645,6 +645,7 @@ mod tests {
             join_ms: 1.0,
             send_estimate: None,
             receive_recovery: Default::default(),
+            sink_failures: 0,
             published: Vec::new(),
             received: vec![
                 received(MediaKind::Video, TrackSource::ScreenShare),

@@ -117,6 +117,39 @@ def test_app_frames_arrive_with_their_stamps(server_url):
     student.disconnect()
 
 
+class ThrowingSink(aula.VideoFrameSink):
+    """Raises on every other frame, as a buggy app sink might."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.calls = 0
+        self.kept = 0
+
+    def on_video_frame(self, participant_id, track_sid, frame):
+        with self.lock:
+            self.calls += 1
+            if self.calls % 2 == 1:
+                raise RuntimeError("the app's sink is broken")
+            self.kept += 1
+
+
+def test_a_sink_that_raises_keeps_receiving(server_url):
+    options = aula.default_connect_options()
+    teacher = aula.connect(server_url, token("py-throw", "teacher", aula.ParticipantRole.TEACHER), options)
+    student = aula.connect(server_url, token("py-throw", "student"), options)
+    sink = ThrowingSink()
+    student.set_video_sink(sink)
+    teacher.publish_synthetic_video(WIDTH, HEIGHT, FPS, 300_000, "camera")
+    try:
+        # The frames after one that raised still arrive: the decoder thread lives on.
+        assert wait_until(lambda: sink.kept >= 10, 20), f"{sink.calls} calls, {sink.kept} kept"
+        assert student.is_connected()
+        assert student.stats().sink_failures >= 10
+    finally:
+        teacher.disconnect()
+        student.disconnect()
+
+
 def test_calls_after_disconnect_fail_cleanly(server_url):
     room = aula.connect(server_url, token("py-closed", "alice"), aula.default_connect_options())
     publisher = room.publish_app_video(WIDTH, HEIGHT, FPS, 0, aula.TrackOrigin.CAMERA, "cam")

@@ -80,7 +80,10 @@ impl<S: Subscriber> Layer<S> for ForwardLayer {
         };
         event.record(&mut visitor);
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
-        sink.on_log(level_of(meta), meta.target().to_owned(), visitor.text);
+        // A sink that throws loses that line; logging its failure would only call it again.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            sink.on_log(level_of(meta), meta.target().to_owned(), visitor.text)
+        }));
     }
 }
 

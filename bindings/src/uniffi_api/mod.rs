@@ -334,6 +334,7 @@ impl AulaRoom {
             join_ms: stats.join_ms,
             published: stats.published.into_iter().map(Into::into).collect(),
             received: stats.received.into_iter().map(Into::into).collect(),
+            sink_failures: stats.sink_failures,
         })
     }
 

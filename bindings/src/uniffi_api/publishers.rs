@@ -98,7 +98,15 @@ impl EncodedVideoPublisher {
         listener: Option<Arc<dyn KeyframeRequestListener>>,
     ) {
         self.feed.set_keyframe_request_handler(listener.map(|l| {
-            Box::new(move || l.on_keyframe_requested()) as aula_core::room::KeyframeRequestHandler
+            Box::new(move || {
+                // A foreign listener that throws must not take the publisher's thread with it.
+                let asked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    l.on_keyframe_requested()
+                }));
+                if asked.is_err() {
+                    tracing::warn!("the keyframe request listener failed");
+                }
+            }) as aula_core::room::KeyframeRequestHandler
         }));
     }
 

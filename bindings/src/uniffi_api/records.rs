@@ -446,6 +446,8 @@ pub struct RoomStatistics {
     pub published: Vec<PublishedTrackStats>,
     /// Subscribed tracks.
     pub received: Vec<ReceivedTrackStats>,
+    /// Decoded frames the app's sinks threw on (each lost to the sink, nothing else).
+    pub sink_failures: u64,
 }
 
 /// Counters of an app-fed publication.

@@ -322,6 +322,9 @@ pub struct RoomStats {
     pub received: Vec<ReceivedStats>,
     /// Loss recovery on everything received.
     pub receive_recovery: RecoveryStats,
+    /// Decoded frames (video and audio) the app's sinks failed on (panicked or, through the
+    /// bindings, threw); each is lost to that sink only.
+    pub sink_failures: u64,
 }
 
 struct Inner {
@@ -749,6 +752,7 @@ impl Room {
             published,
             received,
             receive_recovery: RecoveryStats::of(&self.inner.receive_recovery),
+            sink_failures: self.inner.sinks.failures(),
         }
     }
 
