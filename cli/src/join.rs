@@ -477,7 +477,9 @@ async fn draw_strokes(board: aula_core::Whiteboard, count: usize) {
 }
 
 /// A bitrate that gives the synthetic content clean pictures: ~0.1 bit per pixel at 30 fps.
-fn default_bitrate_bps(width: u32, height: u32, fps: u32) -> u32 {
+/// The synthetic picture's bitrate at this size and rate: ~0.06 bit per pixel, 150 kbit/s to
+/// 4 Mbit/s.
+pub(crate) fn default_bitrate_bps(width: u32, height: u32, fps: u32) -> u32 {
     let pixels_per_second = u64::from(width) * u64::from(height) * u64::from(fps);
     (pixels_per_second / 18).clamp(150_000, 4_000_000) as u32
 }

@@ -1,7 +1,8 @@
-//! `aula`: mint tokens and join rooms from the command line.
+//! `aula`: mint tokens, join rooms and load-test a server from the command line.
 
 mod devices;
 mod join;
+mod load_test;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,9 @@ enum Command {
     Join(join::JoinArgs),
     /// List the cameras, microphones, speakers, screens and windows of this machine.
     Devices(devices::DevicesArgs),
+    /// Load a running server: many participants from this process, spread over rooms, some
+    /// publishing synthetic video and audio; prints what the receivers got.
+    LoadTest(load_test::LoadTestArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -38,6 +42,7 @@ fn main() -> std::process::ExitCode {
         Command::Token(args) => token::run(args),
         Command::Join(args) => join::run(args),
         Command::Devices(args) => devices::run(args),
+        Command::LoadTest(args) => load_test::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

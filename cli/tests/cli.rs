@@ -182,3 +182,75 @@ fn join_writes_the_documented_stats_and_fails_clearly_on_a_bad_token() {
     runtime.block_on(server.shutdown());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn load_test_reports_what_every_receiver_decoded_and_fails_on_refused_joins() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = runtime
+        .block_on(Server::start(ServerConfig::dev(0, 0)))
+        .unwrap();
+    let url = server.ws_url();
+    let dir = std::env::temp_dir().join(format!("aula-load-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let summary_path = dir.join("load.json");
+    let load = |secret: &str| {
+        aula(&[
+            "load-test",
+            "--url",
+            &url,
+            "--api-key",
+            DEV_API_KEY,
+            "--api-secret",
+            secret,
+            "--rooms",
+            "2",
+            "--participants-per-room",
+            "3",
+            "--publishers-per-room",
+            "1",
+            "--resolution",
+            "320x180",
+            "--fps",
+            "15",
+            "--join-rate",
+            "20",
+            "--duration",
+            "4",
+            "--stats-json",
+            summary_path.to_str().unwrap(),
+        ])
+    };
+    let out = load(DEV_API_SECRET);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    assert_eq!(summary["participants"], 6);
+    assert_eq!(summary["joined"], 6);
+    assert_eq!(summary["failed"], 0);
+    // Two students in each of the two rooms watch that room's one publisher.
+    assert_eq!(summary["expected_streams"], 4);
+    assert_eq!(summary["starved_receivers"], 0);
+    let fps = summary["decoded_fps_min"].as_f64().unwrap();
+    assert!(
+        fps >= 5.0,
+        "every receiver decodes its publisher: {summary}"
+    );
+    assert!(summary["latency_ms"]["p50"].as_f64().unwrap() > 0.0);
+    assert!(summary["join_ms"]["p50"].as_f64().unwrap() > 0.0);
+
+    // Tokens signed with the wrong secret: every join is refused and the run fails, saying why.
+    let refused = load("not-the-secret");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("6 of 6 participants could not join") && stderr.contains("invalid_token"),
+        "clear message: {stderr}"
+    );
+
+    runtime.block_on(server.shutdown());
+    let _ = std::fs::remove_dir_all(&dir);
+}
