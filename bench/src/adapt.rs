@@ -73,8 +73,12 @@ pub struct Sample {
 pub struct RampReport {
     cap_kbps: u64,
     adaptive: bool,
-    /// Seconds from the publisher's connect to the subscriber's first 720p frame.
+    /// Seconds from the publisher's connect to the start of the 720p picture the subscriber
+    /// kept to the end of the run (`None` if it did not end on 720p).
     seconds_to_720p: Option<f64>,
+    /// Seconds to the first 720p frame, even one the layers then stepped down from (a cold
+    /// start sends every layer until the first estimate arrives).
+    first_720p_frame_seconds: Option<f64>,
     /// The estimate every 250 ms.
     samples: Vec<Sample>,
 }
@@ -177,11 +181,15 @@ pub async fn run_ramp_once(args: &RampArgs) -> anyhow::Result<RampReport> {
     let (server, publisher, subscriber, _log, started) = class(uplink, !args.no_adapt).await?;
     let mut samples = Vec::new();
     let mut seconds_to_720p = None;
+    let mut first_720p_frame_seconds = None;
     let mut next_sample = Duration::ZERO;
     while started.elapsed().as_secs_f64() < args.duration {
         let now = sample(started.elapsed().as_secs_f64(), &publisher, &subscriber);
-        if seconds_to_720p.is_none() && now.received_height >= 720 {
-            seconds_to_720p = Some(now.t);
+        if now.received_height >= 720 {
+            first_720p_frame_seconds.get_or_insert(now.t);
+            seconds_to_720p.get_or_insert(now.t);
+        } else {
+            seconds_to_720p = None;
         }
         if started.elapsed() >= next_sample {
             samples.push(now);
@@ -196,6 +204,7 @@ pub async fn run_ramp_once(args: &RampArgs) -> anyhow::Result<RampReport> {
         cap_kbps: args.cap_kbps,
         adaptive: !args.no_adapt,
         seconds_to_720p,
+        first_720p_frame_seconds,
         samples,
     })
 }
@@ -207,7 +216,11 @@ pub async fn run_ramp(args: RampArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         match report.seconds_to_720p {
-            Some(s) => println!("720p reached the subscriber {s:.2} s after the publisher joined"),
+            Some(s) => println!(
+                "720p reached the subscriber for good {s:.2} s after the publisher joined \
+                 (first 720p frame at {:.2} s)",
+                report.first_720p_frame_seconds.unwrap_or(s)
+            ),
             None => println!("720p never reached the subscriber in {} s", args.duration),
         }
         print_samples(&report.samples);

@@ -187,21 +187,29 @@ async fn a_subscriber_climbs_to_the_top_layer_within_seconds() {
         true,
     )
     .await;
+    // 720p that lasts: a cold start sends every layer until the first estimate, so a first
+    // 720p frame alone says nothing about the estimator.
     let deadline = started + Duration::from_secs(15);
-    while received_height(&student) < 720 {
+    let mut since: Option<Instant> = None;
+    while since.is_none_or(|at| at.elapsed() < Duration::from_secs(2)) {
         assert!(
             Instant::now() < deadline,
-            "no 720p after 15 s: {:?}",
+            "no lasting 720p after 15 s: {:?}",
             student.stats().received
         );
+        if received_height(&student) >= 720 {
+            since.get_or_insert_with(Instant::now);
+        } else {
+            since = None;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let took = started.elapsed();
+    let took = since.map_or(Duration::ZERO, |at| at.duration_since(started));
     println!(
         "720p {:.2} s after the publisher joined",
         took.as_secs_f64()
     );
-    // The release benchmark takes about 2 s; a debug build on a loaded machine, longer.
+    // The release benchmark takes about 2.5 s; a debug build on a loaded machine, longer.
     assert!(took < Duration::from_secs(8), "720p took {took:?}");
     teacher.disconnect().await;
     student.disconnect().await;
