@@ -1,10 +1,12 @@
 //! Media over an impaired path: a client's network cut for five seconds comes back by itself.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aula_core::frame_log::FrameLog;
 use aula_core::media::SyntheticVideoSource;
 use aula_core::netsim::{LinkSettings, NetworkImpairment};
-use aula_core::{Room, RoomOptions, VideoPublishOptions};
+use aula_core::{Room, RoomEvent, RoomOptions, VideoPublishOptions, VideoSink};
 use aula_protocol::{MediaKind, Role};
 use aula_server::{Server, ServerConfig};
 
@@ -72,6 +74,78 @@ async fn a_five_second_network_cut_resumes_without_the_application() {
     println!(
         "first frame {:.0} ms and 15 frames {:.0} ms after the path came back",
         first_frame_after.unwrap_or_default().as_secs_f64() * 1000.0,
+        restored.elapsed().as_secs_f64() * 1000.0
+    );
+    assert!(student.is_connected());
+    teacher.disconnect().await;
+    student.disconnect().await;
+    server.shutdown().await;
+}
+
+/// A media path dead for longer than a connection waits (a changed network: the old path is
+/// gone): the room rejoins on new connections by itself, and the picture comes back once the
+/// path does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_dead_beyond_the_ice_timeout_rejoins_by_itself() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let server = Server::start(ServerConfig::dev(0, 0)).await.unwrap();
+    let url = server.ws_url();
+    let (teacher, _t_events) = Room::connect(
+        &url,
+        &token("net-rejoin", "t1", Role::Teacher),
+        RoomOptions::default(),
+    )
+    .await
+    .unwrap();
+    publish_camera(&teacher, 320, 180, 15).await;
+    let network = NetworkImpairment::symmetric(LinkSettings::default());
+    let (student, mut events) = Room::connect(
+        &url,
+        &token("net-rejoin", "s1", Role::Student),
+        RoomOptions {
+            network: Some(network.clone()),
+            ..RoomOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    // The sink outlives the rejoin; the per-subscription stats start again with it.
+    let log = Arc::new(FrameLog::default());
+    student.set_video_sink(Some(Arc::clone(&log) as Arc<dyn VideoSink>));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stamped_frames_from(&student, "t1") < 15 {
+        assert!(Instant::now() < deadline, "media flows before the cut");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    network.set_cut(true);
+    // Ten seconds of silence fail the connections (5 s of a short cut resume in place).
+    let cut_at = Instant::now();
+    let mut reconnecting = false;
+    while cut_at.elapsed() < Duration::from_secs(13) {
+        if let Ok(Some(event)) =
+            tokio::time::timeout(Duration::from_millis(100), events.recv()).await
+        {
+            reconnecting |= matches!(event, RoomEvent::Reconnecting { .. });
+        }
+    }
+    assert!(
+        reconnecting,
+        "a path dead for 13 s makes the room rejoin on new connections"
+    );
+    network.set_cut(false);
+    let restored = Instant::now();
+    let deadline = restored + Duration::from_secs(25);
+    while log.between(restored, Instant::now()).len() < 15 {
+        assert!(
+            Instant::now() < deadline,
+            "media did not resume after the rejoin: {:#?}",
+            student.stats().received
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "15 frames {:.0} ms after the path came back",
         restored.elapsed().as_secs_f64() * 1000.0
     );
     assert!(student.is_connected());

@@ -450,8 +450,7 @@ impl Room {
                     }
                     Some(event) = peer_events.recv() => {
                         let Some(inner) = weak.upgrade() else { break };
-                        inner.on_peer_event(event).await;
-                        None
+                        inner.on_peer_event(event).await
                     }
                 };
                 let Some(reason) = ended else { continue };
@@ -1228,9 +1227,14 @@ impl Inner {
         Ok(())
     }
 
-    async fn on_peer_event(&self, event: PeerEvent) {
+    /// Handles a peer connection's event; returns why the session must end when a current
+    /// connection failed (the room then rejoins on new ones).
+    async fn on_peer_event(&self, event: PeerEvent) -> Option<DisconnectReason> {
         match event {
-            PeerEvent::Track(remote) => self.on_remote_track(remote).await,
+            PeerEvent::Track(remote) => {
+                self.on_remote_track(remote).await;
+                None
+            }
             PeerEvent::State(state) => {
                 tracing::debug!(
                     ?state,
@@ -1244,8 +1248,35 @@ impl Inner {
                     _ => ConnectionState::Connecting,
                 };
                 let _ = self.events.send(RoomEvent::ConnectionStateChanged(state));
+                (state == ConnectionState::Failed && self.a_current_peer_failed().await).then(
+                    || {
+                        tracing::info!("a media connection failed; rejoining on new connections");
+                        DisconnectReason::ConnectionLost
+                    },
+                )
             }
         }
+    }
+
+    /// Whether the publisher or subscriber connection in use now has failed (a failure
+    /// reported by a connection a rejoin has already replaced is old news).
+    async fn a_current_peer_failed(&self) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        let publisher = self
+            .publisher
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(ClientPeer::has_failed);
+        publisher
+            || self
+                .subscriber
+                .lock()
+                .await
+                .as_ref()
+                .is_some_and(ClientPeer::has_failed)
     }
 
     async fn on_remote_track(&self, remote: Arc<dyn TrackRemote>) {

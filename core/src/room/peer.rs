@@ -53,7 +53,18 @@ pub(crate) struct ClientPeer {
     tcp: TcpDial,
     /// Whether ICE has found a working path.
     ice_connected: Arc<AtomicBool>,
+    /// Whether the connection has failed (no media for [`MEDIA_SILENCE_BEFORE_FAILED`]).
+    failed: Arc<AtomicBool>,
 }
+
+/// No packet from the server for this long and a connection reports itself disconnected
+/// (webrtc-rs's default); media that comes back within it resumes in place.
+const MEDIA_SILENCE_BEFORE_DISCONNECTED: Duration = Duration::from_secs(5);
+
+/// No packet for this long in all and the connection fails, and the room rejoins on new
+/// connections: a cut of a few seconds recovers in place, a changed network (Wi-Fi to
+/// cellular: the old path is gone for good) within ten seconds, not webrtc-rs's thirty.
+pub(crate) const MEDIA_SILENCE_BEFORE_FAILED: Duration = Duration::from_secs(10);
 
 /// When to dial the server's passive ICE-TCP candidates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +86,7 @@ struct Events {
     gathered: Arc<Notify>,
     gathered_once: Arc<AtomicBool>,
     ice_connected: Arc<AtomicBool>,
+    failed: Arc<AtomicBool>,
     events: mpsc::UnboundedSender<PeerEvent>,
 }
 
@@ -88,6 +100,8 @@ impl PeerConnectionEventHandler for Events {
     }
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        self.failed
+            .store(state == RTCPeerConnectionState::Failed, Ordering::Release);
         let _ = self.events.send(PeerEvent::State(state));
     }
 
@@ -168,6 +182,11 @@ impl ClientPeer {
             // We start DTLS on both connections (see the server's answering role): we are the
             // ICE side that knows first when the path works.
             .with_answering_dtls_role(RTCDtlsRole::Client)
+            .with_ice_timeouts(
+                Some(MEDIA_SILENCE_BEFORE_DISCONNECTED),
+                Some(MEDIA_SILENCE_BEFORE_FAILED - MEDIA_SILENCE_BEFORE_DISCONNECTED),
+                None,
+            )
             .build();
         let bind: SocketAddr = if server_ip.is_loopback() {
             SocketAddr::new(server_ip, 0)
@@ -187,6 +206,7 @@ impl ClientPeer {
         };
         let use_tcp = tcp != TcpDial::Never;
         let ice_connected = Arc::new(AtomicBool::new(false));
+        let failed = Arc::new(AtomicBool::new(false));
         let gathered = Arc::new(Notify::new());
         let gathered_once = Arc::new(AtomicBool::new(false));
         let mut builder = PeerConnectionBuilder::new();
@@ -220,6 +240,7 @@ impl ClientPeer {
                 gathered: Arc::clone(&gathered),
                 gathered_once: Arc::clone(&gathered_once),
                 ice_connected: Arc::clone(&ice_connected),
+                failed: Arc::clone(&failed),
                 events,
             }))
             .with_udp_addrs(if use_udp { vec![bind] } else { Vec::new() })
@@ -233,7 +254,13 @@ impl ClientPeer {
             gathered_once,
             tcp,
             ice_connected,
+            failed,
         })
+    }
+
+    /// Whether this connection has failed.
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
     }
 
     /// Applies the server's description, then dials its passive ICE-TCP candidates: at once
