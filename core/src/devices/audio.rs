@@ -178,7 +178,7 @@ pub(super) fn map_error(kind: DeviceKind, id: &str, err: &cpal::Error) -> Device
 }
 
 /// Whether a running stream's error means the device is gone.
-pub(super) fn is_fatal(err: &cpal::Error) -> bool {
+fn is_fatal(err: &cpal::Error) -> bool {
     use cpal::ErrorKind as K;
     matches!(
         err.kind(),
@@ -317,12 +317,86 @@ pub(super) fn stream_configs(chosen: Chosen, period_ms: u32) -> (StreamConfig, S
 }
 
 /// Whether building a stream failed only because of the requested buffer size.
-pub(super) fn retry_with_default(err: &cpal::Error) -> bool {
+fn retry_with_default(err: &cpal::Error) -> bool {
     matches!(
         err.kind(),
         cpal::ErrorKind::UnsupportedConfig | cpal::ErrorKind::InvalidInput
     )
 }
+
+/// Builds a stream with `config`, and once more with `fallback` when the device refused only
+/// the requested buffer size.
+pub(super) fn build_with_fallback(
+    config: StreamConfig,
+    fallback: StreamConfig,
+    build: impl Fn(StreamConfig) -> Result<cpal::Stream, cpal::Error>,
+) -> Result<cpal::Stream, cpal::Error> {
+    build(config).or_else(|err| {
+        if retry_with_default(&err) {
+            build(fallback)
+        } else {
+            Err(err)
+        }
+    })
+}
+
+/// A running stream's error callback: an error that means the device is gone marks it lost
+/// on `monitor`; the others are logged.
+pub(super) fn stream_error_handler(
+    monitor: &DeviceMonitor,
+) -> impl FnMut(cpal::Error) + Clone + Send + 'static {
+    let monitor = monitor.clone();
+    move |err: cpal::Error| {
+        if is_fatal(&err) {
+            monitor.lost(err.to_string());
+        } else {
+            tracing::debug!(device = %monitor.kind(), error = %err, "stream error");
+        }
+    }
+}
+
+/// Evaluates `$body` with the type alias `$t` naming the Rust sample type of the cpal
+/// `$format` (one of those [`sample_supported`] accepts), so that one generic stream-building
+/// expression serves every sample format.
+macro_rules! with_sample_type {
+    ($format:expr, $t:ident => $body:expr) => {
+        match $format {
+            ::cpal::SampleFormat::F32 => {
+                type $t = f32;
+                $body
+            }
+            ::cpal::SampleFormat::F64 => {
+                type $t = f64;
+                $body
+            }
+            ::cpal::SampleFormat::I8 => {
+                type $t = i8;
+                $body
+            }
+            ::cpal::SampleFormat::I16 => {
+                type $t = i16;
+                $body
+            }
+            ::cpal::SampleFormat::I32 => {
+                type $t = i32;
+                $body
+            }
+            ::cpal::SampleFormat::U8 => {
+                type $t = u8;
+                $body
+            }
+            ::cpal::SampleFormat::U16 => {
+                type $t = u16;
+                $body
+            }
+            _ => {
+                type $t = u32;
+                $body
+            }
+        }
+    };
+}
+pub(super) use with_sample_type;
 
 /// When a stream's callback last ran, for noticing a stream that stopped without an error
 /// (PulseAudio ends the stream of a removed device silently).

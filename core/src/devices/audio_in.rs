@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use cpal::traits::DeviceTrait;
-use cpal::{FromSample, SampleFormat, SizedSample};
+use cpal::{FromSample, SizedSample};
 use serde::Serialize;
 
 use super::audio::{self, Activity, StreamGuard};
@@ -100,54 +100,29 @@ impl Microphone {
         }));
         let (config, fallback) = audio::stream_configs(chosen, 10);
         let capture = Capture::new(Arc::clone(&queue), chosen.rate, chosen.channels);
-        let errors = monitor.clone();
-        let on_error = move |err: cpal::Error| {
-            if audio::is_fatal(&err) {
-                errors.lost(err.to_string());
-            } else {
-                tracing::debug!(error = %err, "microphone stream error");
-            }
-        };
+        let on_error = audio::stream_error_handler(&monitor);
         let activity = Activity::new();
         let touched = activity.clone();
         let follows_default = matches!(requested, None | Some("default"));
         let stream = StreamGuard::start(&monitor, follows_default, activity, move || {
             let capture = Arc::new(Mutex::new(capture));
-            macro_rules! build {
-                ($t:ty) => {{
-                    let build = |config: cpal::StreamConfig| {
-                        let capture = Arc::clone(&capture);
-                        let touched = touched.clone();
-                        let on_error = on_error.clone();
-                        device.build_input_stream::<$t, _, _>(
-                            config,
-                            move |data: &[$t], _| {
-                                touched.touch();
-                                lock(&capture).on_data(data)
-                            },
-                            on_error,
-                            None,
-                        )
-                    };
-                    build(config).or_else(|err| {
-                        if audio::retry_with_default(&err) {
-                            build(fallback)
-                        } else {
-                            Err(err)
-                        }
-                    })
-                }};
-            }
-            match chosen.format {
-                SampleFormat::F32 => build!(f32),
-                SampleFormat::F64 => build!(f64),
-                SampleFormat::I8 => build!(i8),
-                SampleFormat::I16 => build!(i16),
-                SampleFormat::I32 => build!(i32),
-                SampleFormat::U8 => build!(u8),
-                SampleFormat::U16 => build!(u16),
-                _ => build!(u32),
-            }
+            audio::with_sample_type!(chosen.format, T => audio::build_with_fallback(
+                config,
+                fallback,
+                |config| {
+                    let capture = Arc::clone(&capture);
+                    let touched = touched.clone();
+                    device.build_input_stream::<T, _, _>(
+                        config,
+                        move |data: &[T], _| {
+                            touched.touch();
+                            lock(&capture).on_data(data)
+                        },
+                        on_error.clone(),
+                        None,
+                    )
+                },
+            ))
         })?;
         tracing::info!(%id, rate = chosen.rate, channels = chosen.channels, format = %chosen.format, "microphone open");
         Ok(Self {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use aula_protocol::{ParticipantId, TrackSid};
 use cpal::traits::DeviceTrait;
-use cpal::{FromSample, SampleFormat, SizedSample};
+use cpal::{FromSample, SizedSample};
 
 use super::audio::{self, Activity, StreamGuard};
 use super::playout::{Mixer, PlayoutStats};
@@ -51,54 +51,29 @@ impl Speaker {
         // 40 ms device buffers: a loaded machine starves smaller ones into audible gaps.
         let (config, fallback) = audio::stream_configs(chosen, 40);
         let playback = Playback::new(Arc::clone(&mixer), chosen.rate, chosen.channels);
-        let errors = monitor.clone();
-        let on_error = move |err: cpal::Error| {
-            if audio::is_fatal(&err) {
-                errors.lost(err.to_string());
-            } else {
-                tracing::debug!(error = %err, "speaker stream error");
-            }
-        };
+        let on_error = audio::stream_error_handler(&monitor);
         let activity = Activity::new();
         let touched = activity.clone();
         let follows_default = matches!(requested, None | Some("default"));
         let stream = StreamGuard::start(&monitor, follows_default, activity, move || {
             let playback = Arc::new(Mutex::new(playback));
-            macro_rules! build {
-                ($t:ty) => {{
-                    let build = |config: cpal::StreamConfig| {
-                        let playback = Arc::clone(&playback);
-                        let touched = touched.clone();
-                        let on_error = on_error.clone();
-                        device.build_output_stream::<$t, _, _>(
-                            config,
-                            move |data: &mut [$t], _| {
-                                touched.touch();
-                                lock(&playback).fill(data)
-                            },
-                            on_error,
-                            None,
-                        )
-                    };
-                    build(config).or_else(|err| {
-                        if audio::retry_with_default(&err) {
-                            build(fallback)
-                        } else {
-                            Err(err)
-                        }
-                    })
-                }};
-            }
-            match chosen.format {
-                SampleFormat::F32 => build!(f32),
-                SampleFormat::F64 => build!(f64),
-                SampleFormat::I8 => build!(i8),
-                SampleFormat::I16 => build!(i16),
-                SampleFormat::I32 => build!(i32),
-                SampleFormat::U8 => build!(u8),
-                SampleFormat::U16 => build!(u16),
-                _ => build!(u32),
-            }
+            audio::with_sample_type!(chosen.format, T => audio::build_with_fallback(
+                config,
+                fallback,
+                |config| {
+                    let playback = Arc::clone(&playback);
+                    let touched = touched.clone();
+                    device.build_output_stream::<T, _, _>(
+                        config,
+                        move |data: &mut [T], _| {
+                            touched.touch();
+                            lock(&playback).fill(data)
+                        },
+                        on_error.clone(),
+                        None,
+                    )
+                },
+            ))
         })?;
         tracing::info!(%id, rate = chosen.rate, channels = chosen.channels, format = %chosen.format, "speaker open");
         Ok(Self {

@@ -38,10 +38,7 @@ mod audio;
 mod audio_in;
 #[cfg(feature = "audio-devices")]
 mod audio_out;
-#[cfg(all(
-    feature = "camera",
-    any(target_os = "linux", target_os = "macos", target_os = "windows")
-))]
+#[cfg(camera_capture)]
 mod camera;
 mod screen;
 
@@ -59,23 +56,9 @@ pub use screen::{ScreenInfo, ScreenOptions, WindowInfo};
 pub use audio_in::{Microphone, MicrophoneStats};
 #[cfg(feature = "audio-devices")]
 pub use audio_out::Speaker;
-#[cfg(all(
-    feature = "camera",
-    any(target_os = "linux", target_os = "macos", target_os = "windows")
-))]
+#[cfg(camera_capture)]
 pub use camera::CameraSource;
-#[cfg(all(
-    feature = "screen",
-    any(
-        target_os = "linux",
-        target_os = "freebsd",
-        target_os = "openbsd",
-        target_os = "netbsd",
-        target_os = "dragonfly",
-        target_os = "macos",
-        target_os = "windows"
-    )
-))]
+#[cfg(screen_capture)]
 pub use screen::ScreenSource;
 
 /// The kinds of device Aula opens.
@@ -206,17 +189,11 @@ fn list_note(notes: &mut Vec<String>, kind: &str, err: DeviceError) {
 
 /// The cameras attached, with their formats. Empty when there are none.
 pub fn cameras() -> Result<Vec<CameraInfo>, DeviceError> {
-    #[cfg(all(
-        feature = "camera",
-        any(target_os = "linux", target_os = "macos", target_os = "windows")
-    ))]
+    #[cfg(camera_capture)]
     {
         camera::list()
     }
-    #[cfg(not(all(
-        feature = "camera",
-        any(target_os = "linux", target_os = "macos", target_os = "windows")
-    )))]
+    #[cfg(not(camera_capture))]
     {
         Err(DeviceError::NotBuilt {
             kind: DeviceKind::Camera,

@@ -17,56 +17,20 @@ use serde::Serialize;
 
 use super::{DeviceError, DeviceKind};
 
-#[cfg(all(
-    feature = "screen",
-    any(
-        target_os = "linux",
-        target_os = "freebsd",
-        target_os = "openbsd",
-        target_os = "netbsd",
-        target_os = "dragonfly"
-    )
-))]
+#[cfg(x11_screen)]
 mod shm;
-#[cfg(all(
-    feature = "screen",
-    any(
-        target_os = "linux",
-        target_os = "freebsd",
-        target_os = "openbsd",
-        target_os = "netbsd",
-        target_os = "dragonfly"
-    )
-))]
+#[cfg(x11_screen)]
 mod x11;
-#[cfg(all(feature = "screen", any(target_os = "macos", target_os = "windows")))]
+#[cfg(x11_screen)]
+use x11 as backend;
+#[cfg(xcap_screen)]
 mod xcap_backend;
+#[cfg(xcap_screen)]
+use xcap_backend as backend;
 
-#[cfg(all(
-    feature = "screen",
-    any(
-        target_os = "linux",
-        target_os = "freebsd",
-        target_os = "openbsd",
-        target_os = "netbsd",
-        target_os = "dragonfly",
-        target_os = "macos",
-        target_os = "windows"
-    )
-))]
+#[cfg(screen_capture)]
 mod source;
-#[cfg(all(
-    feature = "screen",
-    any(
-        target_os = "linux",
-        target_os = "freebsd",
-        target_os = "openbsd",
-        target_os = "netbsd",
-        target_os = "dragonfly",
-        target_os = "macos",
-        target_os = "windows"
-    )
-))]
+#[cfg(screen_capture)]
 pub use source::ScreenSource;
 
 /// A monitor that can be shared.
@@ -126,7 +90,7 @@ impl Default for ScreenOptions {
 
 /// What a `screen:` or `window:` id names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(not(feature = "screen"), allow(dead_code))]
+#[cfg_attr(not(screen_capture), allow(dead_code))]
 pub(crate) enum Target {
     /// The primary monitor (or the first).
     DefaultScreen,
@@ -137,7 +101,7 @@ pub(crate) enum Target {
 }
 
 /// Parses `screen:N`, `window:ID` (decimal or `0x` hex) or `None` (the default screen).
-#[cfg_attr(not(feature = "screen"), allow(dead_code))]
+#[cfg_attr(not(screen_capture), allow(dead_code))]
 pub(crate) fn parse_target(id: Option<&str>) -> Result<Target, DeviceError> {
     let Some(id) = id else {
         return Ok(Target::DefaultScreen);
@@ -164,80 +128,32 @@ pub(crate) fn parse_target(id: Option<&str>) -> Result<Target, DeviceError> {
 }
 
 /// The screens that can be shared (of the X11 `display`, or `$DISPLAY`).
-#[allow(unused_variables)]
+#[cfg_attr(not(screen_capture), allow(unused_variables))]
 pub(crate) fn list_screens(display: Option<&str>) -> Result<Vec<ScreenInfo>, DeviceError> {
-    #[cfg(all(
-        feature = "screen",
-        any(
-            target_os = "linux",
-            target_os = "freebsd",
-            target_os = "openbsd",
-            target_os = "netbsd",
-            target_os = "dragonfly"
-        )
-    ))]
+    #[cfg(screen_capture)]
     {
-        x11::list_screens(display)
+        backend::list_screens(display)
     }
-    #[cfg(all(feature = "screen", any(target_os = "macos", target_os = "windows")))]
-    {
-        xcap_backend::list_screens()
-    }
-    #[cfg(not(all(
-        feature = "screen",
-        any(
-            target_os = "linux",
-            target_os = "freebsd",
-            target_os = "openbsd",
-            target_os = "netbsd",
-            target_os = "dragonfly",
-            target_os = "macos",
-            target_os = "windows"
-        )
-    )))]
+    #[cfg(not(screen_capture))]
     {
         Err(not_built(DeviceKind::Screen))
     }
 }
 
 /// The windows that can be shared (of the X11 `display`, or `$DISPLAY`).
-#[allow(unused_variables)]
+#[cfg_attr(not(screen_capture), allow(unused_variables))]
 pub(crate) fn list_windows(display: Option<&str>) -> Result<Vec<WindowInfo>, DeviceError> {
-    #[cfg(all(
-        feature = "screen",
-        any(
-            target_os = "linux",
-            target_os = "freebsd",
-            target_os = "openbsd",
-            target_os = "netbsd",
-            target_os = "dragonfly"
-        )
-    ))]
+    #[cfg(screen_capture)]
     {
-        x11::list_windows(display)
+        backend::list_windows(display)
     }
-    #[cfg(all(feature = "screen", any(target_os = "macos", target_os = "windows")))]
-    {
-        xcap_backend::list_windows()
-    }
-    #[cfg(not(all(
-        feature = "screen",
-        any(
-            target_os = "linux",
-            target_os = "freebsd",
-            target_os = "openbsd",
-            target_os = "netbsd",
-            target_os = "dragonfly",
-            target_os = "macos",
-            target_os = "windows"
-        )
-    )))]
+    #[cfg(not(screen_capture))]
     {
         Err(not_built(DeviceKind::Window))
     }
 }
 
-#[allow(dead_code)]
+#[cfg(not(screen_capture))]
 fn not_built(kind: DeviceKind) -> DeviceError {
     DeviceError::NotBuilt {
         kind,
@@ -246,7 +162,7 @@ fn not_built(kind: DeviceKind) -> DeviceError {
 }
 
 /// The mouse cursor as a premultiplied ARGB image, placed on the captured picture.
-#[cfg_attr(not(feature = "screen"), allow(dead_code))]
+#[cfg_attr(not(screen_capture), allow(dead_code))]
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Cursor {
     /// Left edge relative to the picture (may be negative).
@@ -263,7 +179,7 @@ pub(crate) struct Cursor {
 
 /// Draws `cursor` over a packed 32-bit picture whose red, green and blue bytes sit at offsets
 /// `r`, `g`, `b` of each pixel.
-#[cfg_attr(not(feature = "screen"), allow(dead_code))]
+#[cfg_attr(not(screen_capture), allow(dead_code))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn blend_cursor(
     picture: &mut [u8],

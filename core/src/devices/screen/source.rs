@@ -7,10 +7,7 @@ use crate::devices::{DeviceError, DeviceKind, DeviceMonitor};
 use crate::media::{FrameStamp, VideoFrame};
 use crate::room::VideoSource;
 
-#[cfg(not(any(target_os = "macos", target_os = "windows")))]
-use super::x11::{CaptureFailure, X11Capturer as Capturer};
-#[cfg(any(target_os = "macos", target_os = "windows"))]
-use super::xcap_backend::{CaptureFailure, XcapCapturer as Capturer};
+use super::backend::{CaptureFailure, Capturer};
 use super::{parse_target, ScreenOptions, Target};
 
 /// Highest frame rate a screen is captured at.

@@ -294,7 +294,7 @@ enum Buffer {
 }
 
 /// Captures one monitor or window of an X display.
-pub(super) struct X11Capturer {
+pub(super) struct Capturer {
     display: Display,
     source: Source,
     /// The frame size (even), fixed at open.
@@ -306,7 +306,7 @@ pub(super) struct X11Capturer {
     label: String,
 }
 
-impl X11Capturer {
+impl Capturer {
     /// Opens `target` on `display` (or `$DISPLAY`).
     pub fn open(target: Target, display: Option<&str>, cursor: bool) -> Result<Self, DeviceError> {
         let kind = match target {
@@ -612,7 +612,7 @@ fn classify(source: &Source, err: ReplyError) -> CaptureFailure {
     }
 }
 
-impl Drop for X11Capturer {
+impl Drop for Capturer {
     fn drop(&mut self) {
         let conn = &self.display.conn;
         if let Buffer::Shared { segment, .. } = &self.buffer {

@@ -24,7 +24,7 @@ fn err(kind: DeviceKind, e: impl std::fmt::Display) -> DeviceError {
     DeviceError::from_text(kind, "default", &e.to_string())
 }
 
-pub(super) fn list_screens() -> Result<Vec<ScreenInfo>, DeviceError> {
+pub(super) fn list_screens(_display: Option<&str>) -> Result<Vec<ScreenInfo>, DeviceError> {
     let kind = DeviceKind::Screen;
     let monitors = Monitor::all().map_err(|e| err(kind, e))?;
     let mut screens = Vec::new();
@@ -44,7 +44,7 @@ pub(super) fn list_screens() -> Result<Vec<ScreenInfo>, DeviceError> {
     Ok(screens)
 }
 
-pub(super) fn list_windows() -> Result<Vec<WindowInfo>, DeviceError> {
+pub(super) fn list_windows(_display: Option<&str>) -> Result<Vec<WindowInfo>, DeviceError> {
     let kind = DeviceKind::Window;
     let windows = Window::all().map_err(|e| err(kind, e))?;
     Ok(windows
@@ -70,14 +70,14 @@ enum Source {
 }
 
 /// Captures one monitor or window through xcap.
-pub(super) struct XcapCapturer {
+pub(super) struct Capturer {
     source: Source,
     width: u32,
     height: u32,
     label: String,
 }
 
-impl XcapCapturer {
+impl Capturer {
     /// Opens `target`; the display name is an X11 notion and ignored here, and so is the
     /// cursor flag (the platform decides).
     pub fn open(
