@@ -15,7 +15,9 @@
 
 use serde::Serialize;
 
-use super::{DeviceError, DeviceKind};
+use super::DeviceError;
+#[cfg(not(screen_capture))]
+use super::DeviceKind;
 
 #[cfg(x11_screen)]
 mod shm;
