@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use aula_core::devices::{self, DeviceEvent, DeviceKind, Microphone, Speaker};
 use aula_core::media::AudioFrame;
-use aula_core::{AudioSink, Room, RoomOptions};
+use aula_core::AudioSink;
 use aula_protocol::{ParticipantId, Role, TrackSid};
 use aula_server::{Server, ServerConfig};
 
@@ -73,20 +73,8 @@ async fn a_microphone_tone_is_decoded_and_played_at_its_frequency() {
     let server = Server::start(ServerConfig::dev(0, 0))
         .await
         .expect("server starts");
-    let (teacher, _teacher_events) = Room::connect(
-        &server.ws_url(),
-        &support::token("audio", "t1", Role::Teacher),
-        RoomOptions::default(),
-    )
-    .await
-    .expect("teacher joins");
-    let (student, _student_events) = Room::connect(
-        &server.ws_url(),
-        &support::token("audio", "s1", Role::Student),
-        RoomOptions::default(),
-    )
-    .await
-    .expect("student joins");
+    let (teacher, _teacher_events) = support::join(&server, "audio", "t1", Role::Teacher).await;
+    let (student, _student_events) = support::join(&server, "audio", "s1", Role::Student).await;
     let speaker = Arc::new(Speaker::open(Some(&sink.id)).expect("the speaker opens"));
     let tap = Arc::new(Tap {
         speaker: Arc::clone(&speaker),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use aula_core::media::{AudioFrame, SyntheticAudioSource};
 use aula_core::signal_client::{SignalClient, SignalError};
-use aula_core::{AudioSink, Room, RoomError, RoomEvent, RoomOptions};
+use aula_core::{AudioSink, Room, RoomError, RoomEvent};
 use aula_protocol::{
     ClientMessage, ErrorCode, MediaKind, ParticipantId, Role, TrackSid, PROTOCOL_VERSION,
 };
@@ -75,20 +75,8 @@ async fn muting_sends_black_and_silence_tells_others_and_unmuting_restores() {
     let server = Server::start(ServerConfig::dev(0, 0))
         .await
         .expect("server starts");
-    let (teacher, _teacher_events) = Room::connect(
-        &server.ws_url(),
-        &support::token("mute", "t1", Role::Teacher),
-        RoomOptions::default(),
-    )
-    .await
-    .expect("teacher joins");
-    let (student, mut student_events) = Room::connect(
-        &server.ws_url(),
-        &support::token("mute", "s1", Role::Student),
-        RoomOptions::default(),
-    )
-    .await
-    .expect("student joins");
+    let (teacher, _teacher_events) = support::join(&server, "mute", "t1", Role::Teacher).await;
+    let (student, mut student_events) = support::join(&server, "mute", "s1", Role::Student).await;
     let meter = Arc::new(LevelMeter::default());
     student.set_audio_sink(Some(Arc::clone(&meter) as Arc<dyn AudioSink>));
 
@@ -160,13 +148,7 @@ async fn muting_sends_black_and_silence_tells_others_and_unmuting_restores() {
     );
 
     // A late joiner learns the flags from its join.
-    let (late, _late_events) = Room::connect(
-        &server.ws_url(),
-        &support::token("mute", "s2", Role::Student),
-        RoomOptions::default(),
-    )
-    .await
-    .expect("late joiner joins");
+    let (late, _late_events) = support::join(&server, "mute", "s2", Role::Student).await;
     let late_flags: Vec<bool> = late
         .remote_participants()
         .iter()

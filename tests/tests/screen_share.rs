@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use aula_core::devices::{self, DeviceEvent, DeviceKind, ScreenOptions, ScreenSource};
 use aula_core::media::{FrameStamp, VideoFrame};
-use aula_core::{Room, RoomEvent, RoomOptions, VideoPublishOptions, VideoSink};
+use aula_core::{RoomEvent, VideoPublishOptions, VideoSink};
 use aula_protocol::{MediaKind, ParticipantId, Role, TrackSid, TrackSource};
 use aula_server::{Server, ServerConfig};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -177,20 +177,8 @@ async fn a_shared_screen_arrives_as_drawn_and_sharing_restarts_with_one_window()
     let server = Server::start(ServerConfig::dev(0, 0))
         .await
         .expect("server starts");
-    let (teacher, _teacher_events) = Room::connect(
-        &server.ws_url(),
-        &support::token("screen", "t1", Role::Teacher),
-        RoomOptions::default(),
-    )
-    .await
-    .expect("teacher joins");
-    let (student, mut student_events) = Room::connect(
-        &server.ws_url(),
-        &support::token("screen", "s1", Role::Student),
-        RoomOptions::default(),
-    )
-    .await
-    .expect("student joins");
+    let (teacher, _teacher_events) = support::join(&server, "screen", "t1", Role::Teacher).await;
+    let (student, mut student_events) = support::join(&server, "screen", "s1", Role::Student).await;
     let frames = Arc::new(LatestFrames::default());
     student.set_video_sink(Some(Arc::clone(&frames) as Arc<dyn VideoSink>));
 

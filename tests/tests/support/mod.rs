@@ -1,12 +1,12 @@
-//! Helpers shared by the end-to-end tests: tokens, a stamped synthetic camera, frame counts and
-//! plain HTTP requests. Each test binary uses some of them.
+//! Helpers shared by the end-to-end tests: tokens, joining a room, a stamped synthetic camera,
+//! frame counts and plain HTTP requests. Each test binary uses some of them.
 #![allow(dead_code)]
 
 pub mod pulse;
 pub mod xvfb;
 
 use aula_core::media::SyntheticVideoSource;
-use aula_core::{Room, VideoPublishOptions};
+use aula_core::{Room, RoomEvent, RoomOptions, VideoPublishOptions};
 use aula_protocol::token::unix_now;
 use aula_protocol::{Claims, MediaKind, Role};
 use aula_server::{ServerHandle, DEV_API_KEY, DEV_API_SECRET};
@@ -16,6 +16,23 @@ pub fn token(room: &str, identity: &str, role: Role) -> String {
     Claims::new(DEV_API_KEY, room, identity, role, unix_now(), 600)
         .sign(DEV_API_SECRET)
         .expect("dev claims are valid")
+}
+
+/// Joins `room` on `server` as `identity` with a dev-key token and default options; panics,
+/// naming `identity`, when the join fails.
+pub async fn join(
+    server: &ServerHandle,
+    room: &str,
+    identity: &str,
+    role: Role,
+) -> (Room, tokio::sync::mpsc::UnboundedReceiver<RoomEvent>) {
+    Room::connect(
+        &server.ws_url(),
+        &token(room, identity, role),
+        RoomOptions::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{identity} cannot join {room}: {e}"))
 }
 
 /// Publishes a stamped synthetic camera of the given size and frame rate at 300 kbit/s.
