@@ -5,6 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A fresh clone (as in CI) has no earlier build for incremental compilation to reuse: build it
+# without, which spares some 3 GB of incremental state on disk. An existing target/ keeps
+# whatever the developer's builds use.
+if [ ! -d "${CARGO_TARGET_DIR:-target}" ] && [ -z "${CARGO_INCREMENTAL:-}" ]; then
+  export CARGO_INCREMENTAL=0
+fi
+
 need_packages=()
 command -v nasm >/dev/null 2>&1 || need_packages+=(nasm)
 command -v cc >/dev/null 2>&1 || need_packages+=(build-essential)
