@@ -10,33 +10,15 @@ use aula_core::clock::unix_micros;
 use aula_core::media::{
     FrameStamp, H264Encoder, H264EncoderConfig, SyntheticVideoSource, VideoFrame, STAMP_TIME_MASK,
 };
-use aula_core::{
-    app_video_source, PushOutcome, Room, RoomError, RoomOptions, VideoPublishOptions, VideoSink,
-};
-use aula_protocol::token::unix_now;
-use aula_protocol::{Claims, ParticipantId, Role, TrackSid};
-use aula_server::{Server, ServerConfig, ServerHandle, DEV_API_KEY, DEV_API_SECRET};
+use aula_core::{app_video_source, PushOutcome, RoomError, VideoPublishOptions, VideoSink};
+use aula_protocol::{ParticipantId, Role, TrackSid};
+use aula_server::{Server, ServerConfig};
+
+mod support;
 
 const WIDTH: u32 = 320;
 const HEIGHT: u32 = 180;
 const FPS: u32 = 15;
-
-fn token(room: &str, identity: &str) -> String {
-    Claims::new(DEV_API_KEY, room, identity, Role::Teacher, unix_now(), 600)
-        .sign(DEV_API_SECRET)
-        .expect("dev claims are valid")
-}
-
-async fn join(server: &ServerHandle, room: &str, identity: &str) -> Room {
-    let (room, _events) = Room::connect(
-        &server.ws_url(),
-        &token(room, identity),
-        RoomOptions::default(),
-    )
-    .await
-    .expect("join succeeds");
-    room
-}
 
 /// Collects the stamps of decoded frames.
 #[derive(Default)]
@@ -87,8 +69,12 @@ async fn raw_app_frames_keep_their_stamps() {
     let server = Server::start(ServerConfig::dev(0, 0))
         .await
         .expect("server");
-    let sender = join(&server, "app-raw", "camera-app").await;
-    let receiver = join(&server, "app-raw", "viewer").await;
+    let sender = support::join(&server, "app-raw", "camera-app", Role::Teacher)
+        .await
+        .0;
+    let receiver = support::join(&server, "app-raw", "viewer", Role::Teacher)
+        .await
+        .0;
     let stamps = Arc::new(Stamps::default());
     receiver.set_video_sink(Some(stamps.clone()));
 
@@ -154,8 +140,12 @@ async fn pre_encoded_h264_is_sent_as_is_and_keyframe_requests_reach_the_app() {
     let server = Server::start(ServerConfig::dev(0, 0))
         .await
         .expect("server");
-    let sender = join(&server, "app-enc", "hw-encoder-app").await;
-    let receiver = join(&server, "app-enc", "viewer").await;
+    let sender = support::join(&server, "app-enc", "hw-encoder-app", Role::Teacher)
+        .await
+        .0;
+    let receiver = support::join(&server, "app-enc", "viewer", Role::Teacher)
+        .await
+        .0;
     let stamps = Arc::new(Stamps::default());
     receiver.set_video_sink(Some(stamps.clone()));
 

@@ -15,15 +15,11 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 mod support;
 
+use support::token;
+
 const WIDTH: u32 = 320;
 const HEIGHT: u32 = 180;
 const FPS: u32 = 15;
-
-fn token(room: &str, identity: &str, role: Role) -> String {
-    Claims::new(DEV_API_KEY, room, identity, role, unix_now(), 600)
-        .sign(DEV_API_SECRET)
-        .expect("dev claims are valid")
-}
 
 async fn start_server() -> ServerHandle {
     Server::start(ServerConfig::dev(0, 0))
@@ -38,13 +34,7 @@ async fn join_and_publish(
     role: Role,
     tone_hz: f32,
 ) -> (Room, UnboundedReceiver<RoomEvent>) {
-    let (room, events) = Room::connect(
-        &server.ws_url(),
-        &token(room, identity, role),
-        RoomOptions::default(),
-    )
-    .await
-    .expect("join succeeds");
+    let (room, events) = support::join(server, room, identity, role).await;
     room.publish_video(
         SyntheticVideoSource::new(WIDTH, HEIGHT, FPS).expect("valid size"),
         VideoPublishOptions {
