@@ -6,6 +6,8 @@
 //! clients in `docs/protocol.md`.
 #![deny(missing_docs)]
 
+pub mod api;
+pub mod classroom;
 pub mod ids;
 pub mod signal;
 pub mod token;
@@ -17,5 +19,9 @@ pub use signal::{
     ClientMessage, ErrorCode, IceCandidate, LeaveReason, MediaKind, ParticipantInfo, PeerRole,
     RoomInfo, ServerMessage, TrackInfo, TrackSource, VideoLayer, MAX_SIGNAL_MESSAGE_BYTES,
     MAX_VIDEO_LAYERS, PROTOCOL_VERSION,
+};
+pub use classroom::{
+    ChatMessage, ClassroomState, Permissions, PermissionsPatch, Placement, RoomMode, RoomSettings,
+    RoomSettingsPatch,
 };
 pub use token::{unix_now, Claims, Grants, Role, TokenError};
