@@ -339,7 +339,10 @@ mod tests {
         assert!(message.visible_to("s1"));
         assert!(message.visible_to("s2"));
         assert!(!message.visible_to("t1"));
-        let public = ChatMessage { to: None, ..message };
+        let public = ChatMessage {
+            to: None,
+            ..message
+        };
         assert!(public.visible_to("t1"));
     }
 }

@@ -14,14 +14,14 @@ pub mod token;
 pub mod webhook;
 pub mod whiteboard;
 
+pub use classroom::{
+    ChatMessage, ClassroomState, Permissions, PermissionsPatch, Placement, RoomMode, RoomSettings,
+    RoomSettingsPatch,
+};
 pub use ids::{ParticipantId, TrackSid};
 pub use signal::{
     ClientMessage, ErrorCode, IceCandidate, LeaveReason, MediaKind, ParticipantInfo, PeerRole,
     RoomInfo, ServerMessage, TrackInfo, TrackSource, VideoLayer, MAX_SIGNAL_MESSAGE_BYTES,
     MAX_VIDEO_LAYERS, PROTOCOL_VERSION,
-};
-pub use classroom::{
-    ChatMessage, ClassroomState, Permissions, PermissionsPatch, Placement, RoomMode, RoomSettings,
-    RoomSettingsPatch,
 };
 pub use token::{unix_now, Claims, Grants, Role, TokenError};
