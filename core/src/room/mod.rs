@@ -1318,8 +1318,9 @@ impl Inner {
                 ref participants,
                 ..
             } => {
+                let tracks = read(&self.local).tracks.clone();
                 *write(&self.local) = ParticipantInfo {
-                    tracks: read(&self.local).tracks.clone(),
+                    tracks,
                     ..participant.clone()
                 };
                 *lock(&self.participants) = participants
