@@ -1,11 +1,15 @@
 //! The selective forwarding unit: peer connections, published tracks and their fan-out.
 
+mod codecs;
 mod layers;
 mod peer;
 mod published_track;
 mod rtcp_observer;
 mod subscriber;
 
+pub use codecs::{
+    hide_uncarried_formats, is_carried_h264, register_room_codecs, H264_FMTP, OPUS_FMTP,
+};
 pub use layers::{
     choose_layers, starts_keyframe, Forward, LayerSwitcher, TrackDemand, WantedLayers,
 };
