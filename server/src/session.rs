@@ -73,13 +73,13 @@ pub async fn run(socket: WebSocket, server: Arc<ServerState>) {
         let _ = writer.await;
         return;
     };
-    // A participant that will receive tracks gets its subscriber connection now, so it is up
-    // by the time the first track arrives.
+    // The subscriber connection offers from now on, after `joined`: its first offer carries the
+    // tracks already in the room. A participant that will receive tracks gets the connection
+    // now even in an empty room, so it is up by the time the first track arrives.
     let participant = &session.participant;
-    if participant.auto_subscribe && participant.grants.subscribe {
-        if let Err(err) = participant.subscriber.open().await {
-            tracing::warn!(participant = %participant.id(), error = %err, "subscriber connection not opened early");
-        }
+    let open_early = participant.auto_subscribe && participant.grants.subscribe;
+    if let Err(err) = participant.subscriber.start(open_early).await {
+        tracing::warn!(participant = %participant.id(), error = %err, "subscriber connection not opened early");
     }
     session
         .whiteboard
@@ -288,11 +288,15 @@ async fn join(
             Arc::clone(&server.metrics),
         ),
     ));
+    // What the room sends while it adds the participant (its first subscriber offer, others'
+    // events) waits behind `joined`, which must be the first reply to `join`.
+    outbox.hold();
     let (room, others) = server
         .rooms
         .join(room_name, Arc::clone(&participant), &server.limits)
         .await
         .map_err(|code| {
+            outbox.release(None);
             let reason = match code {
                 ErrorCode::RoomFull => "the room is full",
                 ErrorCode::ServerFull => "the server opens no more rooms",
@@ -302,14 +306,14 @@ async fn join(
         })?;
     tracing::info!(room = room_name, participant = %id, role = %claims.role, "participant joined");
     server.metrics.joins.inc();
-    outbox.send(ServerMessage::Joined {
+    outbox.release(Some(ServerMessage::Joined {
         request_id,
         protocol_version: PROTOCOL_VERSION,
         server_version: env!("CARGO_PKG_VERSION").to_owned(),
         room: room.info.clone(),
         participant: participant.snapshot(),
         participants: others,
-    });
+    }));
     let (peer_events_tx, peer_events) = mpsc::channel(64);
     Ok(Session {
         server: Arc::clone(server),

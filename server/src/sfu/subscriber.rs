@@ -42,18 +42,37 @@ const UNBOUND_RETRY: Duration = Duration::from_millis(100);
 pub struct Negotiation {
     in_flight: bool,
     again: bool,
+    held: bool,
 }
 
 impl Negotiation {
+    /// A negotiation that offers nothing until [`Negotiation::release`]: what changes while a
+    /// participant joins goes into one first offer.
+    pub fn held() -> Self {
+        Self {
+            held: true,
+            ..Self::default()
+        }
+    }
+
     /// Something changed. Returns whether to send an offer now.
     pub fn changed(&mut self) -> bool {
-        if self.in_flight {
+        if self.in_flight || self.held {
             self.again = true;
             false
         } else {
             self.in_flight = true;
             true
         }
+    }
+
+    /// Ends the hold. Returns whether to send an offer now (something changed meanwhile).
+    pub fn release(&mut self) -> bool {
+        if !std::mem::take(&mut self.held) || self.in_flight {
+            return false;
+        }
+        self.in_flight = std::mem::take(&mut self.again);
+        self.in_flight
     }
 
     /// The client answered. Returns whether to send another offer now.
@@ -114,10 +133,13 @@ pub struct Subscriber {
 
 impl Subscriber {
     /// A subscriber (participant `id`) that will create its connection on the first
-    /// subscription. Must be called within a tokio runtime: it starts the task that chooses
-    /// the simulcast layers its downlink carries.
+    /// subscription, and sends no offer before [`Subscriber::start`]. Must be called within a
+    /// tokio runtime: it starts the task that chooses the simulcast layers its downlink carries.
     pub fn new(id: ParticipantId, mux: Arc<UdpMux>, outbox: Outbox, metrics: Arc<Metrics>) -> Self {
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State {
+            negotiation: Negotiation::held(),
+            ..State::default()
+        }));
         let send_side = SendSide::default();
         let allocation = tokio::spawn(allocate_layers(
             id.clone(),
@@ -147,20 +169,38 @@ impl Subscriber {
         self.state.lock().await.down_tracks.contains_key(sid)
     }
 
-    /// Opens the connection before there is anything to forward, so that its ICE and DTLS
-    /// handshakes run while the client is still setting up its publisher connection: when the
-    /// first track comes, only a renegotiation separates it from the subscriber. The first
-    /// offer carries a data channel, which gives the connection a transport to set up.
-    pub async fn open(&self) -> Result<(), PeerError> {
+    /// Starts offering, once the participant has been told it joined: one first offer carries
+    /// every subscription made while it joined (the tracks already in the room).
+    ///
+    /// With `open_early`, a connection that has nothing to forward yet is opened now, so that
+    /// its ICE and DTLS handshakes run while the client is still setting up its publisher
+    /// connection: when the first track comes, only a renegotiation separates it from the
+    /// subscriber. Its first offer carries a data channel, which gives the connection a
+    /// transport to set up.
+    pub async fn start(&self, open_early: bool) -> Result<(), PeerError> {
         let mut state = self.state.lock().await;
-        if state.closed || state.peer.is_some() {
+        if state.closed {
             return Ok(());
         }
-        self.ensure_peer(&mut state).await?;
+        let opened = if open_early && state.peer.is_none() {
+            self.open_empty(&mut state).await
+        } else {
+            Ok(())
+        };
+        // Whatever happened above, later changes must be offered.
+        if state.negotiation.release() {
+            self.send_offer(&state).await?;
+        }
+        opened
+    }
+
+    async fn open_empty(&self, state: &mut State) -> Result<(), PeerError> {
+        self.ensure_peer(state).await?;
         if let Some(peer) = state.peer.as_ref() {
             peer.pc.create_data_channel("aula", None).await?;
         }
-        self.renegotiate(&mut state).await
+        state.negotiation.changed();
+        Ok(())
     }
 
     async fn ensure_peer(&self, state: &mut State) -> Result<(), PeerError> {
@@ -678,6 +718,22 @@ async fn relay_keyframe_requests(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_while_held_fold_into_one_first_offer() {
+        let mut n = Negotiation::held();
+        assert!(!n.changed(), "held: no offer");
+        assert!(!n.changed());
+        assert!(n.release(), "the release sends one offer for both");
+        assert!(!n.changed(), "which is awaiting its answer");
+        assert!(n.answered(), "so the third change follows it");
+        assert!(!n.answered());
+
+        let mut quiet = Negotiation::held();
+        assert!(!quiet.release(), "nothing changed, nothing to offer");
+        assert!(quiet.changed(), "and later changes offer at once");
+        assert!(!quiet.release(), "a second release changes nothing");
+    }
 
     #[test]
     fn changes_during_an_offer_fold_into_one_follow_up_offer() {
