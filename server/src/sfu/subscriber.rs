@@ -15,6 +15,7 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverId};
 use tokio::sync::{broadcast, watch, Mutex};
 use tokio::task::JoinHandle;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
@@ -257,6 +258,17 @@ impl Subscriber {
             .pc
             .add_track(Arc::clone(&local) as Arc<dyn TrackLocal>)
             .await?;
+        // The server only sends here: a new transceiver is offered `sendonly` (as `add_track`
+        // would offer it `sendrecv`). A transceiver whose track ended is `inactive` and is
+        // reused for the next track of its kind (`add_track` takes it back to sending).
+        let transceiver_id = RTCRtpTransceiverId::from(sender.id());
+        for transceiver in peer.pc.get_transceivers().await {
+            if transceiver.id() == transceiver_id {
+                transceiver
+                    .set_direction(RTCRtpTransceiverDirection::Sendonly)
+                    .await?;
+            }
+        }
         // Until the allocation has run: the lowest layer, which every downlink carries.
         let target = Arc::new(AtomicU8::new(0));
         let forwarding = Arc::new(AtomicU8::new(0));
