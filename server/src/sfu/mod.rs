@@ -5,6 +5,7 @@ mod layers;
 mod peer;
 mod published_track;
 mod rtcp_observer;
+mod send_barrier;
 mod subscriber;
 
 pub use codecs::{
@@ -18,4 +19,5 @@ pub use published_track::{
     KeyframeDecision, KeyframeThrottle, LayerPacket, PublishedTrack, MIN_KEYFRAME_REQUEST_INTERVAL,
 };
 pub use rtcp_observer::{RtcpObserver, RTCP_OBSERVER_SLOT};
+pub use send_barrier::{SendBarrier, SendBarrierInterceptor, SEND_BARRIER_SLOT};
 pub use subscriber::{Negotiation, Subscriber};

@@ -51,6 +51,8 @@ pub struct SendSide {
     pub estimate: Arc<BandwidthEstimate>,
     /// The FEC protecting what is sent.
     pub fec: Arc<FecStats>,
+    /// Waits for packets queued for sending to be taken (before a sender is removed).
+    pub barrier: super::SendBarrier,
 }
 
 /// A server-side peer connection with the identity it is routed by.
@@ -96,6 +98,10 @@ impl ServerPeer {
             .with(
                 Slot::from(FEC_SENDER_SLOT),
                 FecSender::new(Arc::clone(&side.estimate), Arc::clone(&side.fec)),
+            )
+            .with(
+                Slot::from(super::SEND_BARRIER_SLOT),
+                side.barrier.interceptor(),
             );
         }
         let registry = register_default_interceptors(registry, &mut media_engine)?

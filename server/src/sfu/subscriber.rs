@@ -4,7 +4,7 @@
 //! an offer is unanswered are folded into the next offer, sent when the answer arrives.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -95,10 +95,24 @@ impl Negotiation {
 
 struct DownTrack {
     sender: Arc<dyn RtpSender>,
+    local: Arc<TrackLocalStaticRTP>,
     track: Arc<PublishedTrack>,
     /// The layer the allocation chose for this subscriber; the forwarder moves to it.
     target: Arc<AtomicU8>,
+    /// Whether the forwarder has handed the connection a packet.
+    wrote: Arc<AtomicBool>,
     tasks: [JoinHandle<()>; 2],
+}
+
+impl DownTrack {
+    /// Stops the forwarder and the keyframe relay, and waits until they have: nothing is
+    /// written to the track after this returns.
+    async fn stop(&mut self) {
+        for task in &mut self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
 }
 
 impl Drop for DownTrack {
@@ -272,6 +286,7 @@ impl Subscriber {
         // Until the allocation has run: the lowest layer, which every downlink carries.
         let target = Arc::new(AtomicU8::new(0));
         let forwarding = Arc::new(AtomicU8::new(0));
+        let wrote = Arc::new(AtomicBool::new(false));
         let forward = tokio::spawn(forward_packets(
             Forwarding {
                 track: Arc::clone(&track),
@@ -280,6 +295,7 @@ impl Subscriber {
                 ssrc,
                 target: Arc::clone(&target),
                 forwarding: Arc::clone(&forwarding),
+                wrote: Arc::clone(&wrote),
                 outbox: self.outbox.clone(),
             },
             self.connected.subscribe(),
@@ -287,15 +303,17 @@ impl Subscriber {
         ));
         let feedback = tokio::spawn(relay_keyframe_requests(
             Arc::clone(&track),
-            local,
+            Arc::clone(&local),
             forwarding,
         ));
         state.down_tracks.insert(
             track.info.sid.clone(),
             DownTrack {
                 sender,
+                local,
                 track: Arc::clone(&track),
                 target,
+                wrote,
                 tasks: [forward, feedback],
             },
         );
@@ -305,16 +323,31 @@ impl Subscriber {
     /// Stops forwarding `sid`. Returns whether it was forwarded.
     pub async fn unsubscribe(&self, sid: &TrackSid) -> Result<bool, PeerError> {
         let mut state = self.state.lock().await;
-        let Some(down_track) = state.down_tracks.remove(sid) else {
+        let Some(mut down_track) = state.down_tracks.remove(sid) else {
             return Ok(false);
         };
         down_track.track.set_wanted(&self.id, None);
+        // The sender must outlive every packet its forwarder queued: stop the forwarder, let
+        // the connection take what it queued, and only then remove the sender.
+        down_track.stop().await;
+        self.drain_sends(std::slice::from_ref(&down_track)).await;
         if let Some(peer) = state.peer.as_ref() {
             peer.pc.remove_track(&down_track.sender).await?;
         }
         drop(down_track);
         self.renegotiate(&mut state).await?;
         Ok(true)
+    }
+
+    /// Waits until the connection has taken every packet the (stopped) forwarders of
+    /// `down_tracks` queued. One barrier covers every track of the connection.
+    async fn drain_sends(&self, down_tracks: &[DownTrack]) {
+        let Some(written) = down_tracks.iter().find(|d| d.wrote.load(Ordering::Acquire)) else {
+            return;
+        };
+        if !self.send_side.barrier.drain(written.local.as_ref()).await {
+            tracing::debug!(participant = %self.id, "queued packets not confirmed taken");
+        }
     }
 
     /// Applies the client's answer, and sends the next offer if changes are waiting.
@@ -352,10 +385,13 @@ impl Subscriber {
         self.allocation.abort();
         let mut state = self.state.lock().await;
         state.closed = true;
-        for down_track in state.down_tracks.values() {
+        let mut down_tracks: Vec<DownTrack> = state.down_tracks.drain().map(|(_, d)| d).collect();
+        for down_track in &mut down_tracks {
             down_track.track.set_wanted(&self.id, None);
+            down_track.stop().await;
         }
-        state.down_tracks.clear();
+        self.drain_sends(&down_tracks).await;
+        drop(down_tracks);
         if let Some(peer) = state.peer.take() {
             peer.close(&self.metrics).await;
         }
@@ -405,6 +441,8 @@ struct Forwarding {
     target: Arc<AtomicU8>,
     /// The layer being forwarded (for keyframe requests from the subscriber).
     forwarding: Arc<AtomicU8>,
+    /// Set once a packet was handed to the connection.
+    wrote: Arc<AtomicBool>,
     outbox: Outbox,
 }
 
@@ -417,7 +455,9 @@ const AWAITED_KEYFRAME_RETRY: Duration = Duration::from_millis(300);
 /// (the best one the allocation chose that is running, switched at keyframes), renumbered into
 /// one continuous stream with the subscriber's SSRC and payload type. Header extensions are
 /// dropped: their ids are the publisher connection's, and this connection's interceptors add
-/// their own.
+/// their own. Nothing is written while the connection is not up: it would reach nobody (and
+/// the packets the connection queues must be confirmed taken before a sender goes, which only
+/// a connection that is up can confirm; see [`super::SendBarrier`]).
 async fn forward_packets(
     forwarding: Forwarding,
     mut connected: watch::Receiver<bool>,
@@ -430,6 +470,7 @@ async fn forward_packets(
         ssrc,
         target,
         forwarding,
+        wrote,
         outbox,
     } = forwarding;
     let mut packets = track.packets();
@@ -462,6 +503,9 @@ async fn forward_packets(
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
+        if !*connected.borrow() {
+            continue;
+        }
         if payload_type.is_none() {
             payload_type = negotiated_payload_type(&sender, &track).await;
             if payload_type.is_none() {
@@ -534,6 +578,7 @@ async fn forward_packets(
         packet.header.extensions_padding = 0;
         let payload_len = packet.payload.len() as u64;
         if local.write_rtp(packet).await.is_ok() {
+            wrote.store(true, Ordering::Release);
             counters.packets.inc();
             counters.bytes.inc_by(payload_len);
         } else {
