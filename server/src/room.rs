@@ -176,8 +176,8 @@ impl Room {
         Ok(others.iter().map(|p| p.snapshot()).collect())
     }
 
-    /// Removes a participant, ends its tracks for everyone, and announces it. Returns whether the
-    /// room is now empty.
+    /// Removes a participant, ends its tracks for everyone (`track_removed` for each), and
+    /// announces it (`participant_left`). Returns whether the room is now empty.
     async fn remove(&self, id: &ParticipantId, reason: LeaveReason) -> bool {
         let mut state = self.state.lock().await;
         let removed = state.participants.remove(id);
@@ -203,6 +203,10 @@ impl Room {
         for other in &others {
             for sid in &tracks {
                 unsubscribe_or_log(other, sid).await;
+                other.outbox.send(ServerMessage::TrackRemoved {
+                    participant_id: id.clone(),
+                    track_sid: sid.clone(),
+                });
             }
             other.outbox.send(ServerMessage::ParticipantLeft {
                 participant_id: id.clone(),
