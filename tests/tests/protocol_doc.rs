@@ -55,6 +55,9 @@ fn json_examples(doc: &str) -> Vec<Value> {
         match &mut block {
             None if trimmed.starts_with("```json") => block = Some(String::new()),
             None => {}
+            // A block that elides parts (`{...}`) is an outline, not an example.
+            Some(text) if trimmed.starts_with("```") && text.contains("...}") => block = None,
+            Some(text) if trimmed.starts_with("```") && text.contains("\"...\"") => block = None,
             Some(text) if trimmed.starts_with("```") => {
                 let values = serde_json::Deserializer::from_str(text).into_iter::<Value>();
                 for value in values {
@@ -79,16 +82,21 @@ fn json_examples(doc: &str) -> Vec<Value> {
     examples
 }
 
-/// The events table: type → its fields.
+/// The events tables (every `| type | fields | meaning |` table): type → its fields.
 fn events_table(doc: &str) -> HashMap<String, BTreeSet<String>> {
-    let section = doc
-        .split("### Events")
-        .nth(1)
-        .expect("docs/protocol.md has an Events section");
     let mut events = HashMap::new();
-    for line in section.lines().skip_while(|l| !l.starts_with('|')) {
+    let mut in_table = false;
+    for line in doc.lines() {
+        if line.starts_with("| type | fields | meaning |") {
+            in_table = true;
+            continue;
+        }
         if !line.starts_with('|') {
-            break;
+            in_table = false;
+            continue;
+        }
+        if !in_table {
+            continue;
         }
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
         let (Some(name), Some(fields)) = (cells.get(1), cells.get(2)) else {
@@ -106,7 +114,7 @@ fn events_table(doc: &str) -> HashMap<String, BTreeSet<String>> {
     }
     assert!(
         events.len() >= 8,
-        "the events table was not found: {events:?}"
+        "the events tables were not found: {events:?}"
     );
     events
 }
