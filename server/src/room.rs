@@ -50,6 +50,22 @@ pub enum SessionControl {
 enum SfuOp {
     Subscribe(Arc<PublishedTrack>),
     Unsubscribe(TrackSid),
+    /// The participant was told it joined: the subscriber starts offering (opening its
+    /// connection now if asked); queued behind the subscriptions of the join.
+    Start {
+        open_early: bool,
+    },
+}
+
+/// Starts a participant's subscriber once its join is through (see [`Link::starter`]).
+pub struct SubscriberStarter(mpsc::UnboundedSender<SfuOp>);
+
+impl SubscriberStarter {
+    /// Queues the start behind every subscription queued so far, so the first offer carries
+    /// the room's tracks.
+    pub fn start(self, open_early: bool) {
+        let _ = self.0.send(SfuOp::Start { open_early });
+    }
 }
 
 /// What the room holds of a participant's session.
@@ -60,6 +76,11 @@ pub struct Link {
 }
 
 impl Link {
+    /// What starts the subscriber after the join (the link itself goes to the room).
+    pub fn starter(&self) -> SubscriberStarter {
+        SubscriberStarter(self.sfu.clone())
+    }
+
     /// A link to a session that receives on `outbox` and `control`, and whose forwarded
     /// tracks `subscriber` carries. Starts the task that applies its subscription changes.
     pub fn new(
@@ -73,6 +94,7 @@ impl Link {
                 let result = match op {
                     SfuOp::Subscribe(track) => subscriber.subscribe(track).await,
                     SfuOp::Unsubscribe(sid) => subscriber.unsubscribe(&sid).await.map(drop),
+                    SfuOp::Start { open_early } => subscriber.start(open_early).await,
                 };
                 if let Err(err) = result {
                     tracing::warn!(error = %err, "subscription change failed");

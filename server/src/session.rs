@@ -266,6 +266,7 @@ async fn join(
     ));
     let (control_tx, control) = mpsc::unbounded_channel();
     let link = Link::new(outbox.clone(), control_tx, Arc::clone(&subscriber));
+    let starter = link.starter();
     let joiner = Joiner {
         id: id.clone(),
         identity: claims.sub.clone(),
@@ -275,9 +276,8 @@ async fn join(
         auto_subscribe,
         classroom: claims.classroom.clone(),
     };
-    // A participant that will receive tracks gets its subscriber connection as it joins, so
-    // that it is up by the time the first track arrives. `joined` goes out first: the
-    // connection's first offer follows it.
+    // `joined` goes out first. The subscriber connection offers only once started below, so
+    // its first offer follows `joined` and carries the subscriptions the join made.
     let room = server
         .rooms
         .join(room_name, joiner, link, request_id, &server.limits)
@@ -285,11 +285,9 @@ async fn join(
         .map_err(|refusal| (refusal.code, refusal.message))?;
     tracing::info!(room = room_name, participant = %id, role = %claims.role, "participant joined");
     server.metrics.joins.inc();
-    if auto_subscribe && claims.grants.subscribe {
-        if let Err(err) = subscriber.open().await {
-            tracing::warn!(participant = %id, error = %err, "subscriber connection not opened early");
-        }
-    }
+    // A participant that will receive tracks gets its subscriber connection now even in an
+    // empty room, so that it is up by the time the first track arrives.
+    starter.start(auto_subscribe && claims.grants.subscribe);
     let (peer_events_tx, peer_events) = mpsc::channel(64);
     Ok(Session {
         server: Arc::clone(server),
