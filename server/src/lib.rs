@@ -5,6 +5,7 @@
 //! and benchmarks start it in-process.
 #![deny(missing_docs)]
 
+pub mod classroom;
 pub mod config;
 mod http;
 pub mod limits;

@@ -285,6 +285,7 @@ impl Room {
                 participant_id: publisher.id().clone(),
                 track_sid: sid.clone(),
                 muted,
+                by_moderator: false,
             };
             for other in self.others(publisher.id()).await {
                 other.outbox.send(event.clone());

@@ -104,13 +104,13 @@ pub async fn run(socket: WebSocket, server: Arc<ServerState>) {
             },
             Some(event) = session.peer_events.recv() => session.on_peer_event(event).await,
             _ = session.participant.kicked.notified() => {
-                outbox.send(ServerMessage::Leave { reason: LeaveReason::DuplicateIdentity });
+                outbox.send(ServerMessage::Leave { reason: LeaveReason::DuplicateIdentity, message: None });
                 break LeaveReason::DuplicateIdentity;
             }
             _ = overflowed.notified() => break LeaveReason::ConnectionLost,
             // `wait_for` also sees a shutdown that began before this session subscribed.
             _ = async { shutdown.wait_for(|stopping| *stopping).await.map(drop) } => {
-                outbox.send(ServerMessage::Leave { reason: LeaveReason::ServerShutdown });
+                outbox.send(ServerMessage::Leave { reason: LeaveReason::ServerShutdown, message: None });
                 break LeaveReason::ServerShutdown;
             }
         }
@@ -269,13 +269,12 @@ async fn join(
         ));
     }
     let id = ParticipantId::from_counter(server.rooms.next_counter());
-    let info = ParticipantInfo {
-        id: id.clone(),
-        identity: claims.sub.clone(),
-        name: claims.name.clone().unwrap_or_else(|| claims.sub.clone()),
-        role: claims.role,
-        tracks: Vec::new(),
-    };
+    let info = ParticipantInfo::new(
+        id.clone(),
+        &claims.sub,
+        claims.name.as_deref().unwrap_or(&claims.sub),
+        claims.role,
+    );
     let participant = Arc::new(Participant::new(
         info,
         claims.grants.clone(),
@@ -309,6 +308,9 @@ async fn join(
         room: room.info.clone(),
         participant: participant.snapshot(),
         participants: others,
+        classroom: Default::default(),
+        permissions: None,
+        chat: Vec::new(),
     });
     let (peer_events_tx, peer_events) = mpsc::channel(64);
     Ok(Session {

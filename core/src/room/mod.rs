@@ -1137,6 +1137,7 @@ impl Inner {
                 participant_id,
                 track_sid,
                 muted,
+                ..
             } => {
                 if let Some(p) = lock(&self.participants).get_mut(&participant_id) {
                     if let Some(track) = p.tracks.iter_mut().find(|t| t.sid == track_sid) {
@@ -1169,7 +1170,7 @@ impl Inner {
                     }
                 }
             }
-            ServerMessage::Leave { reason } => {
+            ServerMessage::Leave { reason, .. } => {
                 return Some(DisconnectReason::ServerRequest(reason));
             }
             ServerMessage::LayersWanted { sid, layers } => {
