@@ -64,6 +64,16 @@ if [ ! -d tests/yjs-interop/node_modules/yjs ]; then
   (cd tests/yjs-interop && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# The interop test joins with aiortc, an independent WebRTC stack, installed from PyPI into a
+# venv (again whenever requirements.txt changes).
+if ! cmp -s tests/aiortc/requirements.txt tests/aiortc/.venv/requirements.txt 2>/dev/null; then
+  echo "== pip install (tests/aiortc)"
+  python3 -m venv tests/aiortc/.venv
+  tests/aiortc/.venv/bin/pip install --quiet --disable-pip-version-check \
+    -r tests/aiortc/requirements.txt
+  cp tests/aiortc/requirements.txt tests/aiortc/.venv/requirements.txt
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

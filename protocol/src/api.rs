@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::classroom::{ChatMessage, ClassroomState, PermissionsPatch, RoomSettings};
 use crate::signal::{ErrorCode, MediaKind, ParticipantInfo};
-use crate::token::{TokenError, MAX_NAME_BYTES, MAX_TOKEN_BYTES};
+#[cfg(feature = "signing")]
+use crate::token::MAX_TOKEN_BYTES;
+use crate::token::{TokenError, MAX_NAME_BYTES};
 
 /// The path every server API route starts with.
 pub const API_PREFIX: &str = "/api/v1";

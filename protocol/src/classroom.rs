@@ -315,8 +315,10 @@ mod tests {
 
     #[test]
     fn stage_capacity_is_bounded() {
-        let mut settings = RoomSettings::default();
-        settings.stage_capacity = 0;
+        let mut settings = RoomSettings {
+            stage_capacity: 0,
+            ..RoomSettings::default()
+        };
         assert_eq!(settings.validate(), Err(SettingsError::StageCapacity));
         settings.stage_capacity = MAX_STAGE_CAPACITY + 1;
         assert!(settings.validate().is_err());

@@ -846,6 +846,8 @@ pub enum ErrorCode {
     InvalidState,
     /// The request names a participant who is not in the room.
     UnknownParticipant,
+    /// The request (server API) names a room the server does not know.
+    UnknownRoom,
     /// The stage has no room for another student.
     StageFull,
     /// The room is locked: it takes no new joins.
@@ -881,6 +883,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::InvalidState => "invalid_state",
             ErrorCode::UnknownParticipant => "unknown_participant",
+            ErrorCode::UnknownRoom => "unknown_room",
             ErrorCode::StageFull => "stage_full",
             ErrorCode::RoomLocked => "room_locked",
             ErrorCode::Removed => "removed",

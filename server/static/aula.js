@@ -148,13 +148,30 @@ async function publish(stream) {
   await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
 }
 
+// The participant and track a subscriber section carries: its `a=msid:<participant> <track>`
+// in the latest offer. (A section whose track ended is reused for the next track of its kind,
+// while a browser keeps the receiving track object, and its id, from the section's first use.)
+function msidOf(sdp, mid) {
+  for (const section of sdp.split(/\r?\nm=/).slice(1)) {
+    const lines = section.split(/\r?\n/);
+    if (!lines.includes(`a=mid:${mid}`)) continue;
+    const msid = lines.find((l) => l.startsWith('a=msid:'));
+    if (msid) {
+      const [participantId, trackSid] = msid.slice('a=msid:'.length).split(' ');
+      return { participantId, trackSid };
+    }
+  }
+  return null;
+}
+
 async function answerSubscriber(sdp) {
   if (!state.subscriber) {
     const pc = new RTCPeerConnection();
     pc.ontrack = (event) => {
-      const stream = event.streams[0] || new MediaStream([event.track]);
-      const participantId = stream.id;
-      const trackSid = event.track.id;
+      const origin = msidOf(pc.remoteDescription.sdp, event.transceiver.mid);
+      const stream = new MediaStream([event.track]);
+      const participantId = origin ? origin.participantId : (event.streams[0] || stream).id;
+      const trackSid = origin ? origin.trackSid : event.track.id;
       const who = state.participants.get(participantId);
       if (event.track.kind === 'video') {
         addVideo(participantId, trackSid, stream, who ? who.name : participantId, false);

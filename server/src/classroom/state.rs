@@ -99,6 +99,13 @@ impl RoomState {
         &self.record
     }
 
+    /// Marks the room as created through the server API (listed while empty); returns the
+    /// record to store.
+    pub fn keep_listed(&mut self) -> RoomRecord {
+        self.record.created_by_api = true;
+        self.record.clone()
+    }
+
     /// The room's settings.
     pub fn settings(&self) -> &RoomSettings {
         &self.record.settings
