@@ -95,4 +95,13 @@ cargo clippy -p aula-ffi --all-targets --features png --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
 scripts/test-bindings.sh
+# The container image, built from a release aula-server of this checkout (Podman here; base images
+# made with debootstrap), run and called through from the host by the CLI the tests built.
+# AULA_SKIP_IMAGE_TEST=1 skips it (it runs Podman as root).
+if [ "${AULA_SKIP_IMAGE_TEST:-}" = 1 ]; then
+  echo "== container image: skipped (AULA_SKIP_IMAGE_TEST=1)"
+else
+  echo "== container image (scripts/test-image.sh)"
+  AULA_CLI="${CARGO_TARGET_DIR:-target}/debug/aula" scripts/test-image.sh
+fi
 echo "== all checks passed"
