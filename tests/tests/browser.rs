@@ -11,7 +11,7 @@ use aula_protocol::token::unix_now;
 use aula_protocol::{Claims, MediaKind, Role};
 use aula_server::{Server, ServerConfig, DEV_API_KEY, DEV_API_SECRET};
 
-mod support;
+use crate::support;
 
 fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser")
@@ -19,6 +19,7 @@ fn browser_dir() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_and_a_core_participant_see_each_other() {
+    let _suite = support::shared().await;
     let dir = browser_dir();
     assert!(
         dir.join("node_modules/playwright-core").exists(),
