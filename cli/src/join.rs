@@ -261,7 +261,7 @@ async fn run_async(args: JoinArgs, publish: Publish) -> anyhow::Result<()> {
                 other => status_line(interactive, &format!("{other:?}")),
             },
             event = events.recv() => match event {
-                Some(RoomEvent::Disconnected { reason }) => break Some(reason.to_string()),
+                Some(RoomEvent::Disconnected { reason, .. }) => break Some(reason.to_string()),
                 Some(RoomEvent::ParticipantJoined(p)) => status_line(interactive, &format!("{} joined", p.identity)),
                 Some(RoomEvent::ParticipantLeft { participant_id, .. }) => status_line(interactive, &format!("{participant_id} left")),
                 Some(_) => {}

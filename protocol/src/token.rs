@@ -12,6 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+use crate::classroom::RoomSettings;
 use crate::signal::TrackSource;
 
 /// Longest identity, room name or API key accepted, in bytes.
@@ -133,6 +134,10 @@ pub struct Claims {
     pub iat: u64,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
+    /// The room's classroom settings, for a room this token opens (or one that runs with
+    /// the defaults so far). Absent: a plain call, or whatever the room already runs as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classroom: Option<RoomSettings>,
 }
 
 /// Why a token could not be made or was refused.
@@ -176,6 +181,7 @@ impl Claims {
             grants: role.default_grants(),
             iat: now_unix,
             exp: now_unix.saturating_add(ttl_secs),
+            classroom: None,
         }
     }
 
@@ -190,6 +196,11 @@ impl Claims {
                     "display name longer than {MAX_DISPLAY_NAME_BYTES} bytes"
                 )));
             }
+        }
+        if let Some(settings) = &self.classroom {
+            settings
+                .validate()
+                .map_err(|e| TokenError::InvalidClaims(format!("classroom: {e}")))?;
         }
         if self.exp <= self.iat {
             return Err(TokenError::InvalidClaims(

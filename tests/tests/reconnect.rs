@@ -29,7 +29,7 @@ async fn wait_reconnected(events: &mut UnboundedReceiver<RoomEvent>) -> Duration
         loop {
             match events.recv().await.expect("events open") {
                 RoomEvent::Reconnected { after } => return after,
-                RoomEvent::Disconnected { reason } => panic!("gave up: {reason}"),
+                RoomEvent::Disconnected { reason, .. } => panic!("gave up: {reason}"),
                 _ => {}
             }
         }
@@ -104,7 +104,7 @@ async fn clients_that_opt_out_of_reconnecting_are_told_why_and_stay_down() {
     server.shutdown().await;
     let reason = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
-            if let RoomEvent::Disconnected { reason } = events.recv().await.unwrap() {
+            if let RoomEvent::Disconnected { reason, .. } = events.recv().await.unwrap() {
                 return reason;
             }
         }
