@@ -484,6 +484,9 @@ pub enum ErrorCode {
     ServerFull,
     /// The connection sends messages faster than the server accepts; the message was dropped.
     RateLimited,
+    /// Media arrived for an announced track with the other media kind (video on a track
+    /// announced as a microphone, audio on a camera); the server does not forward it.
+    TrackKindMismatch,
     /// The server failed; the request may be retried.
     Internal,
     /// A code this version does not know (sent by a newer server).
@@ -509,6 +512,7 @@ impl ErrorCode {
             ErrorCode::RoomFull => "room_full",
             ErrorCode::ServerFull => "server_full",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TrackKindMismatch => "track_kind_mismatch",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }
@@ -582,6 +586,19 @@ mod tests {
         );
         let back: ServerMessage = serde_json::from_str(&json).unwrap();
         assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn the_track_kind_mismatch_code_has_one_wire_name() {
+        let code = ErrorCode::TrackKindMismatch;
+        assert_eq!(
+            serde_json::to_string(&code).unwrap(),
+            format!("\"{}\"", code.as_str())
+        );
+        assert_eq!(
+            serde_json::from_str::<ErrorCode>("\"track_kind_mismatch\"").unwrap(),
+            code
+        );
     }
 
     #[test]
