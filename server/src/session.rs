@@ -141,7 +141,13 @@ async fn wait_for_join(
     outbox: &Outbox,
     server: &Arc<ServerState>,
 ) -> Option<Session> {
+    let mut gate = crate::limits::PreJoinGate::new(Instant::now());
     while let Some(Ok(message)) = stream.next().await {
+        match gate.admit(Instant::now(), outbox) {
+            crate::limits::PreJoinStep::Handle => {}
+            crate::limits::PreJoinStep::Skip => continue,
+            crate::limits::PreJoinStep::Close => return None,
+        }
         let msg = match decode(message, outbox) {
             Decoded::Message(msg) => msg,
             Decoded::Skip => continue,
