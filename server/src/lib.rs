@@ -117,10 +117,14 @@ impl Server {
             webhooks,
             mux: Arc::clone(&mux),
             shutdown,
-            metrics,
+            metrics: Arc::clone(&metrics),
             connections: ConnectionLimiter::new(config.limits.max_connections_per_ip),
             limits: config.limits.clone(),
-            boards: whiteboard::Boards::new(store, config.whiteboard_limits.clone()),
+            boards: whiteboard::Boards::new(
+                store,
+                config.whiteboard_limits.clone(),
+                Arc::clone(&metrics),
+            ),
         });
         let app = http::router(Arc::clone(&state));
         let mut stop = state.shutdown.subscribe();

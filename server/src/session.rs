@@ -35,7 +35,7 @@ pub async fn run(socket: WebSocket, server: Arc<ServerState>) {
     let (mut sink, mut stream) = socket.split();
     let (outbox, mut outgoing, overflowed) = Outbox::new(Arc::clone(&server.metrics));
     // Binary whiteboard frames from the room's board share the socket with signaling.
-    let (wb_tx, mut wb_rx) = mpsc::channel::<Vec<u8>>(crate::whiteboard::board_queue());
+    let (wb_tx, mut wb_rx) = crate::whiteboard::connection_queue();
     let writer = tokio::spawn(async move {
         loop {
             let message = tokio::select! {
@@ -44,7 +44,7 @@ pub async fn run(socket: WebSocket, server: Arc<ServerState>) {
                     None => break,
                 },
                 Some(bytes) = wb_rx.recv() => {
-                    if sink.send(Message::Binary(bytes.into())).await.is_err() {
+                    if sink.send(Message::Binary(bytes)).await.is_err() {
                         break;
                     }
                     continue;
