@@ -16,6 +16,7 @@ mod session;
 pub mod sfu;
 mod state;
 pub mod tcp_mux;
+mod track_kind;
 pub mod udp_mux;
 pub mod webhooks;
 pub mod whiteboard;

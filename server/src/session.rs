@@ -621,13 +621,36 @@ impl Session {
                     _ => (track_id.clone(), 0),
                 };
                 if let Some(track) = self.layered.get(&cid) {
-                    track.attach_layer(layer, remote).await;
+                    if crate::track_kind::admit(
+                        remote.as_ref(),
+                        &cid,
+                        &track.info,
+                        self.participant.id(),
+                        &self.server.metrics,
+                        &self.outbox,
+                    )
+                    .await
+                    {
+                        track.attach_layer(layer, remote).await;
+                    }
                     return;
                 }
                 let Some(info) = self.announced.remove(&cid) else {
                     tracing::warn!(participant = %self.participant.id(), "media for a track that was not announced; ignored");
                     return;
                 };
+                if !crate::track_kind::admit(
+                    remote.as_ref(),
+                    &cid,
+                    &info,
+                    self.participant.id(),
+                    &self.server.metrics,
+                    &self.outbox,
+                )
+                .await
+                {
+                    return;
+                }
                 if usize::from(layer) >= info.layers.len().max(1) {
                     tracing::warn!(participant = %self.participant.id(), layer, "media for a layer that was not announced; ignored");
                     self.announced.insert(cid, info);
