@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aula_protocol::whiteboard::awareness::{self, AwarenessEntry};
 use aula_protocol::whiteboard::{
@@ -24,6 +24,7 @@ use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
 use super::presence::PresenceTable;
 use super::queue::{Class, FrameSender, Pushed, PRESENCE_HEADROOM};
 use super::store::{Store, StoreError};
+use crate::limits::{burst_for, MessageRate};
 use crate::metrics::Metrics;
 
 /// Compact the stored updates into a snapshot after this many.
@@ -48,6 +49,11 @@ pub struct Conn {
 /// A served connection and how far behind it is.
 struct Reader {
     conn: Conn,
+    /// Sync step 1 requests answered, limited to `max_syncs_per_second`.
+    syncs: MessageRate,
+    /// A sync request over the rate, answered once the rate allows (requests meanwhile merge
+    /// into it).
+    deferred_sync: Option<StateVector>,
     /// Set while document frames are shed: the client holds at least this state (plus what it
     /// sent itself); the resync sends the diff from it.
     behind: Option<StateVector>,
@@ -276,15 +282,33 @@ impl BoardActor {
         }
     }
 
-    /// Whether some reader waits for a resync.
+    /// Whether some reader waits for a resync or a deferred sync answer.
     fn lagging(&self) -> bool {
         self.conns
             .values()
-            .any(|r| r.behind.is_some() || r.presence_lost)
+            .any(|r| r.behind.is_some() || r.presence_lost || r.deferred_sync.is_some())
     }
 
-    /// Sends readers whose queue has drained what they missed.
+    /// Sends readers whose queue has drained what they missed, and answers deferred sync
+    /// requests the rate now allows.
     fn resync_drained(&mut self) {
+        let now = Instant::now();
+        let deferred: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, r)| r.deferred_sync.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in deferred {
+            let Some(reader) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            if reader.syncs.allow(now) {
+                if let Some(sv) = reader.deferred_sync.take() {
+                    self.answer_sync(id, sv);
+                }
+            }
+        }
         let ids: Vec<u64> = self
             .conns
             .iter()
@@ -463,10 +487,13 @@ impl BoardActor {
     fn handle(&mut self, cmd: BoardCmd, accepted: &mut Vec<Accepted>) {
         match cmd {
             BoardCmd::Join { id, conn } => {
+                let per_second = self.limits.max_syncs_per_second.max(1);
                 self.conns.insert(
                     id,
                     Reader {
                         conn,
+                        syncs: MessageRate::new(per_second, burst_for(per_second), Instant::now()),
+                        deferred_sync: None,
                         behind: None,
                         answered: None,
                         presence_lost: false,
@@ -528,22 +555,56 @@ impl BoardActor {
     }
 
     /// Answers a sync step 1 with what the client lacks, once: a request whose needs an
-    /// answer still queued already covers is not answered again.
+    /// answer still queued already covers is not answered again, and requests over the
+    /// reader's sync rate are merged into one answered when the rate allows.
     fn on_sync_step1(&mut self, id: u64, sv: StateVector) {
         let Some(reader) = self.conns.get_mut(&id) else {
             return;
         };
-        if let Some(behind) = &mut reader.behind {
-            // The resync will carry it.
-            *behind = sv_min(behind, &sv);
+        if let Some(deferred) = &mut reader.deferred_sync {
+            *deferred = sv_min(deferred, &sv);
             return;
+        }
+        if !self.is_covered(id, &sv) {
+            let Some(reader) = self.conns.get_mut(&id) else {
+                return;
+            };
+            if reader.syncs.allow(Instant::now()) {
+                self.answer_sync(id, sv);
+            } else {
+                self.metrics.whiteboard_refusal("sync_deferred");
+                reader.deferred_sync = Some(sv);
+            }
+        }
+    }
+
+    /// Whether the reader already has (or will get) what a sync step 1 with `sv` asks for: it
+    /// is behind (the resync will carry it, and `sv` joins its resync point) or an answer
+    /// still queued covers it.
+    fn is_covered(&mut self, id: u64, sv: &StateVector) -> bool {
+        let Some(reader) = self.conns.get_mut(&id) else {
+            return true;
+        };
+        if let Some(behind) = &mut reader.behind {
+            *behind = sv_min(behind, sv);
+            return true;
         }
         let covered = reader.conn.tx.queued_sync_answers() > 0
-            && reader.answered.as_ref().is_some_and(|p| sv_covers(p, &sv));
+            && reader.answered.as_ref().is_some_and(|p| sv_covers(p, sv));
         if covered {
             tracing::debug!(room = %self.room, conn = id, "repeated sync step 1 answered once");
+        }
+        covered
+    }
+
+    /// Queues the answer to a sync step 1 with `sv` (unless something queued covers it).
+    fn answer_sync(&mut self, id: u64, sv: StateVector) {
+        if self.is_covered(id, &sv) {
             return;
         }
+        let Some(reader) = self.conns.get_mut(&id) else {
+            return;
+        };
         reader.answered = Some(sv.clone());
         // Accepted-but-unstored updates of this batch are not in `board` yet, so the diff
         // never serves an unacknowledged edit; the client gets those as broadcasts once stored.
@@ -881,6 +942,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sync_requests_over_the_rate_are_merged_and_answered_later_not_dropped() {
+        let (board, metrics) = open_board().await;
+        let mut asker = join(&board, 1, "asker").await;
+        asker.drain(Duration::from_millis(50)).await;
+        let step2s = |frames: Vec<Frame>| {
+            frames
+                .into_iter()
+                .filter(|f| matches!(f, Frame::SyncStep2(_)))
+                .count()
+        };
+        let mut at_once = 0;
+        for _ in 0..6 {
+            asker
+                .send(&board, 0, Frame::SyncStep1(StateVector::default()))
+                .await;
+            at_once += step2s(asker.drain(Duration::from_millis(20)).await);
+        }
+        // The burst (4) is answered at once; the other two wait for the rate, as one.
+        assert_eq!(at_once, 4);
+        let later = step2s(asker.drain(Duration::from_millis(800)).await);
+        assert_eq!(later, 1, "the deferred requests are answered, once");
+        assert!(metrics
+            .render()
+            .contains(r#"aula_whiteboard_refusals_total{code="sync_deferred"} 1"#));
+    }
+
+    #[tokio::test]
     async fn a_reader_behind_on_the_document_is_resynced_once_drained() {
         let (board, metrics) = open_board().await;
         let mut writer = join(&board, 1, "writer").await;
@@ -914,6 +1002,30 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test]
+    async fn the_whole_board_answer_follows_every_change() {
+        let (board, _metrics) = open_board().await;
+        let mut writer = join(&board, 1, "writer").await;
+        writer
+            .send(&board, 0, Frame::SyncStep1(StateVector::default()))
+            .await;
+        let replica = Board::new(Doc::new());
+        apply(&replica, &writer.drain(Duration::from_millis(100)).await);
+        for i in 0..5u64 {
+            let update = stroke_update(&replica, &format!("w-{i}"), "writer", 500);
+            writer.send(&board, i + 1, Frame::Update(update)).await;
+        }
+        let server_digest = digest(&board).await;
+        let mut reader = join(&board, 2, "reader").await;
+        reader
+            .send(&board, 0, Frame::SyncStep1(StateVector::default()))
+            .await;
+        let mine = Board::new(Doc::new());
+        apply(&mine, &reader.drain(Duration::from_millis(100)).await);
+        let txn = mine.doc().transact();
+        assert_eq!(mine.digest(&txn), server_digest);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Per-connection rate limits on incoming whiteboard frames, one bucket per kind of frame:
-//! edits, presence, sync requests. Frames no client should send (acks, errors, undecodable
-//! bytes) are refused outright. Refusals other than of edits are reported at most once a
+//! edits and presence here; sync requests in the board, which defers the ones over their rate
+//! instead of dropping them (a client that reloads must get its answer). Frames no client
+//! should send (acks, errors, undecodable bytes) are refused outright, each answered up to
+//! [`INVALID_REPORTS_PER_SECOND`]. Other refusals, edits excepted, are reported at most once a
 //! second, so a flood earns no flood of replies.
 
 use std::time::{Duration, Instant};
@@ -12,6 +14,9 @@ use crate::limits::{burst_for, MessageRate};
 /// Shortest time between two reports of refused frames of one kind (edits excepted: each
 /// refused edit is reported, since the client reloads on it).
 pub const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// Invalid frames answered each with an error, on average per second (bursts of twice that);
+/// beyond, one a second is.
+pub const INVALID_REPORTS_PER_SECOND: u32 = 5;
 
 /// The kinds of incoming frames, each with its own limit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,7 +25,8 @@ pub enum FrameKind {
     Edit,
     /// Awareness.
     Presence,
-    /// Sync step 1: asks for the board.
+    /// Sync step 1: asks for the board (limited by the board, see
+    /// [`WhiteboardLimits::max_syncs_per_second`]).
     Sync,
     /// Ack or error (server-to-client frames) or undecodable bytes.
     Invalid,
@@ -59,7 +65,7 @@ pub enum Verdict {
 pub struct FrameGate {
     edits: MessageRate,
     presence: MessageRate,
-    syncs: MessageRate,
+    invalid_reports: MessageRate,
     last_report: [Option<Instant>; 4],
 }
 
@@ -73,7 +79,7 @@ impl FrameGate {
         Self {
             edits: bucket(limits.max_updates_per_second),
             presence: bucket(limits.max_presence_per_second),
-            syncs: bucket(limits.max_syncs_per_second),
+            invalid_reports: bucket(INVALID_REPORTS_PER_SECOND),
             last_report: [None; 4],
         }
     }
@@ -83,15 +89,18 @@ impl FrameGate {
         let allowed = match kind {
             FrameKind::Edit => self.edits.allow(now),
             FrameKind::Presence => self.presence.allow(now),
-            FrameKind::Sync => self.syncs.allow(now),
+            FrameKind::Sync => true,
             FrameKind::Invalid => false,
         };
         if allowed {
             return Verdict::Pass;
         }
-        Verdict::Refuse {
-            report: kind == FrameKind::Edit || self.may_report(kind, now),
-        }
+        let report = match kind {
+            FrameKind::Edit => true,
+            FrameKind::Invalid => self.invalid_reports.allow(now) || self.may_report(kind, now),
+            _ => self.may_report(kind, now),
+        };
+        Verdict::Refuse { report }
     }
 
     /// Whether a refusal of `kind` at `now` may be reported (at most one per [`REPORT_EVERY`]).
@@ -114,7 +123,6 @@ mod tests {
         WhiteboardLimits {
             max_updates_per_second: 10,
             max_presence_per_second: 5,
-            max_syncs_per_second: 1,
             ..WhiteboardLimits::default()
         }
     }
@@ -130,12 +138,12 @@ mod tests {
         let now = Instant::now();
         let mut gate = FrameGate::new(&limits(), now);
         assert_eq!(passed(&mut gate, FrameKind::Presence, 1000, now), 10);
-        // A presence flood leaves edits and syncs alone.
+        // A presence flood leaves edits alone.
         assert_eq!(passed(&mut gate, FrameKind::Edit, 1000, now), 20);
-        assert_eq!(passed(&mut gate, FrameKind::Sync, 1000, now), 2);
         let later = now + Duration::from_secs(1);
         assert_eq!(passed(&mut gate, FrameKind::Presence, 1000, later), 5);
-        assert_eq!(passed(&mut gate, FrameKind::Sync, 1000, later), 1);
+        // Sync requests are the board's to limit (it defers them; see board.rs).
+        assert_eq!(passed(&mut gate, FrameKind::Sync, 1000, later), 1000);
     }
 
     #[test]
@@ -150,7 +158,11 @@ mod tests {
                 .count()
         };
         assert_eq!(reports(&mut gate, FrameKind::Presence, now), 1);
-        assert_eq!(reports(&mut gate, FrameKind::Invalid, now), 1);
+        // A few invalid frames are each answered, a flood of them once a second.
+        assert_eq!(
+            reports(&mut gate, FrameKind::Invalid, now),
+            2 * INVALID_REPORTS_PER_SECOND as usize + 1
+        );
         assert_eq!(reports(&mut gate, FrameKind::Edit, now), 100);
         let later = now + REPORT_EVERY;
         gate.presence = MessageRate::new(1, 1, later);

@@ -86,7 +86,10 @@ impl SessionBoard {
         let frame = match Frame::decode(bytes) {
             Ok(frame) => frame,
             Err(err) => {
-                if self.gate.may_report(FrameKind::Invalid, now) {
+                if let Some(metrics) = &self.metrics {
+                    metrics.whiteboard_refusal("malformed");
+                }
+                if self.gate.check(FrameKind::Invalid, now) == (Verdict::Refuse { report: true }) {
                     self.reply_error(0, "malformed", &err.to_string());
                 }
                 return;
@@ -113,7 +116,8 @@ impl SessionBoard {
                     "rate_limited",
                     "too many presence updates; they are dropped",
                 ),
-                FrameKind::Sync => ("rate_limited", "too many sync requests; they are dropped"),
+                // Not limited here: the board defers sync requests over their rate.
+                FrameKind::Sync => ("rate_limited", "too many sync requests"),
             };
             if let Some(metrics) = &self.metrics {
                 metrics.whiteboard_refusal(code);
