@@ -1,6 +1,7 @@
 //! `aula-bench`: scenario benchmarks that run a server and clients in one process on loopback.
 
 mod adapt;
+mod attack;
 mod camera_format;
 mod cpu;
 mod e2e;
@@ -65,6 +66,9 @@ enum Scenario {
     /// A camera frame from the driver's buffer to an encoded picture, per pixel format (YUYV,
     /// NV12, MJPEG).
     CameraFormat(camera_format::CameraFormatArgs),
+    /// An attack on a running `aula-server` binary (sync-request flood, presence spam,
+    /// half-open connections) and the figure that shows whether it holds.
+    Attack(attack::AttackArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -98,5 +102,6 @@ fn main() -> anyhow::Result<()> {
         ))]
         Scenario::Screen(args) => runtime.block_on(screen::run(args)),
         Scenario::CameraFormat(args) => camera_format::run(args),
+        Scenario::Attack(args) => runtime.block_on(attack::run(args)),
     }
 }

@@ -34,7 +34,7 @@ pub async fn run(socket: WebSocket, server: Arc<ServerState>) {
     let (mut sink, mut stream) = socket.split();
     let (outbox, mut outgoing, overflowed) = Outbox::new(Arc::clone(&server.metrics));
     // Binary whiteboard frames from the room's board share the socket with signaling.
-    let (wb_tx, mut wb_rx) = mpsc::channel::<Vec<u8>>(crate::whiteboard::board_queue());
+    let (wb_tx, mut wb_rx) = crate::whiteboard::connection_queue();
     let writer = tokio::spawn(async move {
         loop {
             let message = tokio::select! {
@@ -43,7 +43,7 @@ pub async fn run(socket: WebSocket, server: Arc<ServerState>) {
                     None => break,
                 },
                 Some(bytes) = wb_rx.recv() => {
-                    if sink.send(Message::Binary(bytes.into())).await.is_err() {
+                    if sink.send(Message::Binary(bytes)).await.is_err() {
                         break;
                     }
                     continue;
@@ -130,7 +130,13 @@ async fn wait_for_join(
     outbox: &Outbox,
     server: &Arc<ServerState>,
 ) -> Option<Session> {
+    let mut gate = crate::limits::PreJoinGate::new(Instant::now());
     while let Some(Ok(message)) = stream.next().await {
+        match gate.admit(Instant::now(), outbox) {
+            crate::limits::PreJoinStep::Handle => {}
+            crate::limits::PreJoinStep::Skip => continue,
+            crate::limits::PreJoinStep::Close => return None,
+        }
         let msg = match decode(message, outbox) {
             Decoded::Message(msg) => msg,
             Decoded::Skip => continue,
@@ -530,7 +536,7 @@ impl Session {
         &mut self,
         control: SessionControl,
         server: &Arc<ServerState>,
-        wb_tx: &mpsc::Sender<Vec<u8>>,
+        wb_tx: &crate::whiteboard::FrameSender,
         overflowed: &Arc<tokio::sync::Notify>,
     ) -> Option<LeaveReason> {
         match control {
@@ -578,13 +584,36 @@ impl Session {
                     _ => (track_id.clone(), 0),
                 };
                 if let Some(track) = self.layered.get(&cid) {
-                    track.attach_layer(layer, remote).await;
+                    if crate::track_kind::admit(
+                        remote.as_ref(),
+                        &cid,
+                        &track.info,
+                        &self.id,
+                        &self.server.metrics,
+                        &self.outbox,
+                    )
+                    .await
+                    {
+                        track.attach_layer(layer, remote).await;
+                    }
                     return;
                 }
                 let Some(info) = self.announced.remove(&cid) else {
                     tracing::warn!(participant = %self.id, "media for a track that was not announced; ignored");
                     return;
                 };
+                if !crate::track_kind::admit(
+                    remote.as_ref(),
+                    &cid,
+                    &info,
+                    &self.id,
+                    &self.server.metrics,
+                    &self.outbox,
+                )
+                .await
+                {
+                    return;
+                }
                 if usize::from(layer) >= info.layers.len().max(1) {
                     tracing::warn!(participant = %self.id, layer, "media for a layer that was not announced; ignored");
                     self.announced.insert(cid, info);
