@@ -160,10 +160,14 @@ impl RoomState {
         match outcome {
             Ok(mut actions) => {
                 if let Some(request_id) = request_id {
-                    // The reply goes before the events it caused reach the requester.
+                    // The reply goes before the events it caused reach the requester, and
+                    // before its session ends (a teacher ending the class).
                     let at = actions
                         .iter()
-                        .position(|a| matches!(a, Action::Send { to: t, .. } if t == to))
+                        .position(|a| {
+                            matches!(a, Action::Send { to: t, .. }
+                                | Action::Disconnect { who: t, .. } if t == to)
+                        })
                         .unwrap_or(actions.len());
                     actions.insert(
                         at,
