@@ -5,14 +5,13 @@
 // publisher's top layer reaches a browser once the server's estimate of its downlink allows).
 // Prints one JSON line with the page's inbound and outbound video stats; exits non-zero on failure.
 'use strict';
-const { chromium } = require('playwright-core');
+const { openPage } = require('./lib');
 
 const [url, token, seconds = '40', minWidth = '0'] = process.argv.slice(2);
 if (!url || !token) {
   console.error('usage: node join.js HTTP_URL TOKEN [SECONDS] [MIN_WIDTH]');
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 
 async function videoStats(page) {
   return page.evaluate(async () => {
@@ -42,20 +41,9 @@ async function videoStats(page) {
 }
 
 (async () => {
-  const browser = await chromium.launch({
-    executablePath,
-    args: [
-      '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-      '--autoplay-policy=no-user-gesture-required',
-    ],
-  });
+  const { browser, page } = await openPage(url, token);
   let last = null;
   try {
-    const page = await browser.newPage();
-    page.on('console', (m) => { if (m.type() === 'error') console.error('page:', m.text()); });
-    await page.goto(`${url}/?token=${encodeURIComponent(token)}`);
     const deadline = Date.now() + Number(seconds) * 1000;
     while (Date.now() < deadline) {
       last = await videoStats(page);
