@@ -35,6 +35,9 @@ const state = {
   subscriber: null,
   joined: false,
   ended: null, // { reason, message } once the session is over
+  // While the browser waits for a click or key press before it lets the page play sound (its
+  // autoplay policy).
+  soundBlocked: false,
   error: null, // a failure that stops the page from working
   notice: null, // the last refusal shown
 };
@@ -297,7 +300,8 @@ function renderStatus() {
   }
   const role = state.me.co_teacher ? 'co-teacher' : state.me.role;
   const locked = state.classroom && state.classroom.locked ? ' The room is locked.' : '';
-  status.textContent = `In room ${state.room} as ${state.me.name} (${role}).${locked}`;
+  const sound = state.soundBlocked ? ' Click anywhere on the page to hear the others.' : '';
+  status.textContent = `In room ${state.room} as ${state.me.name} (${role}).${locked}${sound}`;
 }
 
 function placementText() {
@@ -555,13 +559,37 @@ function preferH264(transceiver) {
 function addVideo(participantId, trackSid, stream) {
   let figure = $('grid').querySelector(`figure[data-track="${trackSid}"]`);
   if (!figure) {
-    // Muted: the sound plays through its own audio element, and a muted video may autoplay.
+    // Always muted (sound plays through its own audio elements): browsers let a muted video
+    // start by itself, so a page opened with `?token=` shows the others before any click.
     const video = h('video', { autoplay: true, playsInline: true, muted: true });
+    video.setAttribute('muted', '');
+    video.setAttribute('playsinline', '');
     figure = h('figure', { 'data-participant': participantId, 'data-track': trackSid }, video, h('figcaption'));
     $('grid').append(figure);
   }
-  figure.querySelector('video').srcObject = stream;
+  const video = figure.querySelector('video');
+  video.srcObject = stream;
+  // (A newer source replacing this one rejects the older play(); nothing to report.)
+  video.play().catch(() => {});
 }
+
+function playAudio(audio) {
+  audio.play().catch((err) => {
+    if (err.name !== 'NotAllowedError') return;
+    state.soundBlocked = true;
+    renderStatus();
+  });
+}
+
+// The first click or key press lets the page play the sound the browser held back.
+function resumeSound() {
+  if (!state.soundBlocked) return;
+  state.soundBlocked = false;
+  for (const audio of $('sound').querySelectorAll('audio')) playAudio(audio);
+  renderStatus();
+}
+document.addEventListener('pointerdown', resumeSound);
+document.addEventListener('keydown', resumeSound);
 
 async function waitForCandidates(pc) {
   if (pc.iceGatheringState === 'complete') return;
@@ -687,9 +715,9 @@ async function answerSubscriber(sdp) {
       if (event.track.kind === 'video') {
         addVideo(participantId, trackSid, stream);
       } else {
-        $('sound').append(h('audio', {
-          autoplay: true, srcObject: stream, 'data-participant': participantId, 'data-track': trackSid,
-        }));
+        const audio = h('audio', { srcObject: stream, 'data-participant': participantId, 'data-track': trackSid });
+        $('sound').append(audio);
+        playAudio(audio);
       }
       render();
     };

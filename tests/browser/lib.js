@@ -14,7 +14,7 @@ async function openPage(url, token, query = '') {
       '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
       '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
-      '--autoplay-policy=no-user-gesture-required',
+      // No `--autoplay-policy` switch: the page must work under Chromium's default policy.
     ],
   });
   const page = await browser.newPage();

@@ -1,6 +1,7 @@
 //! The server's browser page in headless Chromium (fake camera and microphone), with Aula core
 //! participants: H.264 video both ways, and the classroom as a student and as a teacher live it
-//! in the page.
+//! in the page. The page, opened with `?token=`, shows the remote video by itself: Chromium runs
+//! with its default autoplay policy and nobody clicks.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -16,16 +17,20 @@ use aula_protocol::{Claims, MediaKind, Placement, Role, RoomMode, RoomSettings, 
 use aula_server::{Server, ServerConfig, ServerHandle, DEV_API_KEY, DEV_API_SECRET};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
-mod support;
+use crate::support;
 
 fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser")
 }
 
 /// Checks what the browser tests need, then waits for this test's turn: one Chromium at a time
-/// on a small machine.
-async fn browser_turn() -> tokio::sync::MutexGuard<'static, ()> {
+/// on a small machine. The test shares the process with others meanwhile.
+async fn browser_turn() -> (
+    support::serial::Shared,
+    tokio::sync::MutexGuard<'static, ()>,
+) {
     static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let suite = support::shared().await;
     let dir = browser_dir();
     assert!(
         dir.join("node_modules/playwright-core").exists(),
@@ -37,7 +42,7 @@ async fn browser_turn() -> tokio::sync::MutexGuard<'static, ()> {
         std::path::Path::new(&chromium).exists(),
         "Chromium is needed at {chromium} (Debian package `chromium`; scripts/test.sh installs it)"
     );
-    TURN.lock().await
+    (suite, TURN.lock().await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,6 +121,18 @@ async fn a_browser_and_a_core_participant_see_each_other() {
     assert_eq!(stats["inbound"]["width"], 640, "{stats}");
     assert!(
         stats["inbound"]["frames"].as_u64().unwrap() >= 30,
+        "{stats}"
+    );
+    // The page shows it: the remote video element plays without a user gesture and draws the
+    // teacher's picture (a gradient, mostly lit), not a black tile.
+    assert_eq!(stats["user_activation"], false, "{stats}");
+    assert_eq!(stats["remote_video"]["paused"], false, "{stats}");
+    assert!(
+        stats["remote_video"]["current_time"].as_f64().unwrap() >= 1.0,
+        "{stats}"
+    );
+    assert!(
+        stats["remote_video"]["lit"].as_f64().unwrap() >= 0.2,
         "{stats}"
     );
     // The core participant decoded the browser's H.264 camera.

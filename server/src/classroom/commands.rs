@@ -160,13 +160,13 @@ impl RoomState {
         match outcome {
             Ok(mut actions) => {
                 if let Some(request_id) = request_id {
-                    // The reply goes before the events it caused reach the requester, and
-                    // before its session ends (a teacher ending the class).
+                    // The reply goes before the events it caused reach the requester.
                     let at = actions
                         .iter()
-                        .position(|a| {
-                            matches!(a, Action::Send { to: t, .. }
-                                | Action::Disconnect { who: t, .. } if t == to)
+                        .position(|a| match a {
+                            Action::Send { to: t, .. } => t == to,
+                            Action::Disconnect { who, .. } => who == to,
+                            _ => false,
                         })
                         .unwrap_or(actions.len());
                     actions.insert(
