@@ -492,3 +492,83 @@ fn a_student_in_a_plain_call_publishes_at_once_and_a_removed_one_fails_clearly()
     runtime.block_on(server.shutdown());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn load_test_runs_a_class_and_reports_what_the_classroom_did() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let server = start_server(&runtime);
+    let dir = std::env::temp_dir().join(format!("aula-class-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let summary_path = dir.join("load.json");
+    let out = aula(&[
+        "load-test",
+        "--url",
+        &server.ws_url(),
+        "--api-key",
+        DEV_API_KEY,
+        "--api-secret",
+        DEV_API_SECRET,
+        "--class",
+        "--stage",
+        "1",
+        "--audience",
+        "2",
+        "--lobby",
+        "1",
+        "--resolution",
+        "320x180",
+        "--fps",
+        "15",
+        "--join-rate",
+        "20",
+        "--duration",
+        "4",
+        "--stats-json",
+        summary_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("class: admitted 3/3"),
+        "{}",
+        stdout(&out)
+    );
+    let summary: Value = serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
+    assert_eq!(summary["participants"], 5);
+    assert_eq!(summary["joined"], 5);
+    // The teacher and the stage student publish; the teacher, the stage student and the two in
+    // the audience receive (the teacher and the student one stream each, the audience two).
+    assert_eq!(summary["expected_streams"], 6, "{summary}");
+    assert_eq!(summary["starved_receivers"], 0, "{summary}");
+    let class = &summary["classroom"];
+    assert_eq!(class["admitted"], 3, "{class}");
+    assert_eq!(class["on_stage"], 1);
+    assert!(class["admit_ms"]["p50"].as_f64().unwrap() > 0.0);
+    assert!(class["stage_video_ms"]["p50"].as_f64().unwrap() > 0.0);
+    assert_eq!(class["chat_expected"], 9);
+    assert_eq!(class["chat_delivered"], 9);
+    assert_eq!(class["still_in_lobby"], 1);
+    assert_eq!(class["lobby_frames"], 0);
+    assert_eq!(class["lobby_chat"], 0);
+
+    // The shapes that cannot run are refused before anything joins.
+    let bad = aula(&[
+        "load-test",
+        "--url",
+        &server.ws_url(),
+        "--api-key",
+        DEV_API_KEY,
+        "--api-secret",
+        DEV_API_SECRET,
+        "--class",
+        "--stage",
+        "65",
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("--stage is at most 64"),
+        "{}",
+        stderr(&bad)
+    );
+    runtime.block_on(server.shutdown());
+    let _ = std::fs::remove_dir_all(&dir);
+}
