@@ -3,6 +3,7 @@
 mod adapt;
 mod attack;
 mod camera_format;
+mod classroom;
 mod cpu;
 mod e2e;
 mod harness;
@@ -63,6 +64,10 @@ enum Scenario {
         target_os = "dragonfly"
     ))]
     Screen(screen::ScreenArgs),
+    /// A class of 30 on loopback: a teacher's action to the student's event (admit, invite,
+    /// accept, mute, move to audience), stage-up to everyone decoding, chat to everyone, and a
+    /// late joiner's history of 10 000 messages.
+    Classroom(classroom::ClassroomArgs),
     /// A camera frame from the driver's buffer to an encoded picture, per pixel format (YUYV,
     /// NV12, MJPEG).
     CameraFormat(camera_format::CameraFormatArgs),
@@ -101,6 +106,7 @@ fn main() -> anyhow::Result<()> {
             target_os = "dragonfly"
         ))]
         Scenario::Screen(args) => runtime.block_on(screen::run(args)),
+        Scenario::Classroom(args) => runtime.block_on(classroom::run(args)),
         Scenario::CameraFormat(args) => camera_format::run(args),
         Scenario::Attack(args) => runtime.block_on(attack::run(args)),
     }

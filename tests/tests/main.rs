@@ -21,6 +21,7 @@ mod limits;
 mod mute;
 mod network;
 mod no_devices;
+mod openapi;
 mod protocol_doc;
 mod reconnect;
 mod screen_share;
