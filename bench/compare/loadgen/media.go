@@ -95,13 +95,13 @@ type AudioClip struct {
 }
 
 // prepareAudio encodes (once, cached in dir) a 440 Hz tone as Opus at 48 kHz in 20 ms
-// packets, one packet per Ogg page, and reads the packets back.
+// packets at a constant rate, one packet per Ogg page, and reads the packets back.
 func prepareAudio(dir string) (*AudioClip, error) {
-	path := filepath.Join(dir, fmt.Sprintf("audio-440hz-%dbps.ogg", audioBitrateBps))
+	path := filepath.Join(dir, fmt.Sprintf("audio-440hz-%dbps-cbr.ogg", audioBitrateBps))
 	if err := encodeOnce(path,
 		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
 		"-t", fmt.Sprint(clipSeconds), "-ac", "1",
-		"-c:a", "libopus", "-b:a", fmt.Sprint(audioBitrateBps), "-frame_duration", "20",
+		"-c:a", "libopus", "-b:a", fmt.Sprint(audioBitrateBps), "-vbr", "off", "-frame_duration", "20",
 		"-application", "voip", "-page_duration", "20000", "-f", "ogg",
 	); err != nil {
 		return nil, err
