@@ -215,13 +215,15 @@ run_one() {
         sleep 0.1
     done
     sleep 2.5
-    local t0 c0 f0=(0 0) t1 c1 f1=(0 0) rss_loaded
+    local t0 c0 l0 f0=(0 0) t1 c1 l1 f1=(0 0) rss_loaded
     t0=$(date +%s.%N)
     c0=$(cpu_ticks "$server_pid")
+    l0=$(cpu_ticks "$load_pid" 2>/dev/null || echo 0)
     [[ $name == aula ]] && read -r -a f0 <<<"$(aula_forwarded "http://127.0.0.1:$http/metrics")"
     sleep "$(awk -v d="$DURATION" 'BEGIN { print d - 1 }')"
     t1=$(date +%s.%N)
     c1=$(cpu_ticks "$server_pid")
+    l1=$(cpu_ticks "$load_pid" 2>/dev/null || echo 0)
     [[ $name == aula ]] && read -r -a f1 <<<"$(aula_forwarded "http://127.0.0.1:$http/metrics")"
     rss_loaded=$(rss_kib "$server_pid")
     wait "$load_pid" || true # a run with starved receivers exits non-zero; it is still a figure
@@ -229,9 +231,9 @@ run_one() {
     wait "$server_pid" 2>/dev/null || true
 
     python3 - "$name" "$run" "$log.json" "$t0" "$t1" "$c0" "$c1" "$CLK_TCK" "${f0[@]}" "${f1[@]}" \
-        "$rss_idle" "$rss_loaded" "$(load1)" >>"$OUT/runs.tsv" <<'EOF'
+        "$rss_idle" "$rss_loaded" "$(load1)" "$l0" "$l1" >>"$OUT/runs.tsv" <<'EOF'
 import json, sys
-(name, run, report, t0, t1, c0, c1, tck, p0, b0, p1, b1, rss_idle, rss_loaded, load) = sys.argv[1:]
+(name, run, report, t0, t1, c0, c1, tck, p0, b0, p1, b1, rss_idle, rss_loaded, load, l0, l1) = sys.argv[1:]
 r = json.load(open(report))
 window = float(t1) - float(t0)
 cpu = (int(c1) - int(c0)) / int(tck) / window  # cores busy
@@ -247,7 +249,8 @@ row = [name, run, f"{cpu:.4f}", f"{pps:.1f}", f"{mbps:.3f}",
        f"{cpu * 100 / mbps:.3f}" if mbps else "nan",           # % of a core per Mbit/s
        f"{(int(rss_loaded) - int(rss_idle)) / joined:.1f}",     # KiB per participant
        rss_idle, rss_loaded, str(r["joined"]), str(r["participants"]),
-       str(r["starved_receivers"]), load]
+       str(r["starved_receivers"]), load,
+       f"{(int(l1) - int(l0)) / int(tck) / window:.4f}"]  # load generator cores busy
 print("\t".join(row))
 EOF
     tail -n 1 "$OUT/runs.tsv" >&2
@@ -263,7 +266,7 @@ if awk -v l="$(load1)" -v m="$MAX_LOAD" 'BEGIN { exit !(l > m) }'; then
         exit 3
     fi
 fi
-printf 'config\trun\tcpu_cores\tfwd_pps\tfwd_mbps\tcpu_ms_per_1k_packets\tcpu_pct_per_mbps\tkib_per_participant\trss_idle_kib\trss_loaded_kib\tjoined\tparticipants\tstarved\tload1\n' >"$OUT/runs.tsv"
+printf 'config\trun\tcpu_cores\tfwd_pps\tfwd_mbps\tcpu_ms_per_1k_packets\tcpu_pct_per_mbps\tkib_per_participant\trss_idle_kib\trss_loaded_kib\tjoined\tparticipants\tstarved\tload1\tloadgen_cores\n' >"$OUT/runs.tsv"
 # Configurations take turns within each run, so a drift in the machine's load hits them alike.
 for run in $(seq 1 "$RUNS"); do
     for config in "${CONFIGS[@]}"; do
@@ -291,13 +294,13 @@ print(f"{rooms} rooms x {per_room} participants ({pubs} simulcast publisher(s) p
       + ("; SMOKE RUN on a busy machine, figures do not count" if busy == "1" else ""))
 print()
 print("| Server | CPU ms / 1 000 fwd packets | CPU % of a core / fwd Mbit/s | fwd packets/s | fwd Mbit/s "
-      "| server cores busy | memory KiB / participant | starved receivers |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+      "| server cores busy | memory KiB / participant | starved receivers | load generator cores busy |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 present = [c for c in ["aula", "livekit-remb", "livekit-twcc"] if any(r["config"] == c for r in rows)]
 for c in present:
     print(f"| {names[c]} | {med(c, 'cpu_ms_per_1k_packets'):.2f} | {med(c, 'cpu_pct_per_mbps'):.2f} "
           f"| {med(c, 'fwd_pps'):.0f} | {med(c, 'fwd_mbps'):.2f} | {med(c, 'cpu_cores'):.3f} "
-          f"| {med(c, 'kib_per_participant'):.0f} | {med(c, 'starved'):.0f} |")
+          f"| {med(c, 'kib_per_participant'):.0f} | {med(c, 'starved'):.0f} | {med(c, 'loadgen_cores'):.2f} |")
 print()
 for c in [c for c in present if c != "aula" and "aula" in present]:
     ratio = lambda k: med("aula", k) / med(c, k)
