@@ -1,13 +1,13 @@
 //! C programs use the C ABI, compiled with the system C compiler against `include/aula.h` and
-//! `libaula`, against an in-process server: a call (`tests/c/call.c`) and the whiteboard
-//! (`tests/c/board.c`). Under valgrind when it is installed, failing on memory errors and
+//! `libaula`, against an in-process server: a call (`tests/c/call.c`), the whiteboard
+//! (`tests/c/board.c`) and a class with a lobby, the stage and chat (`tests/c/classroom.c`). Under valgrind when it is installed, failing on memory errors and
 //! definite leaks.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use aula_protocol::token::unix_now;
-use aula_protocol::{Claims, Role};
+use aula_protocol::{Claims, Role, RoomMode, RoomSettings};
 use aula_server::{Server, ServerConfig, DEV_API_KEY, DEV_API_SECRET};
 
 fn crate_dir() -> PathBuf {
@@ -29,6 +29,18 @@ fn token(identity: &str, role: Role) -> String {
     Claims::new(DEV_API_KEY, "c-room", identity, role, unix_now(), 600)
         .sign(DEV_API_SECRET)
         .expect("dev claims sign")
+}
+
+/// A token for a room that runs as a class with a lobby (the token's `classroom` claim
+/// configures the room it opens).
+fn class_token(identity: &str, role: Role) -> String {
+    let mut claims = Claims::new(DEV_API_KEY, "c-class", identity, role, unix_now(), 600);
+    claims.classroom = Some(RoomSettings {
+        mode: RoomMode::Class,
+        lobby: true,
+        ..RoomSettings::default()
+    });
+    claims.sign(DEV_API_SECRET).expect("dev claims sign")
 }
 
 /// Compiles tests/c/NAME.c into a temporary directory.
@@ -181,6 +193,26 @@ fn a_c_program_draws_on_the_whiteboard_and_reads_it_back_from_the_other_side() {
         } else {
             "no-png"
         });
+    assert_succeeds(command);
+    runtime.block_on(server.shutdown());
+}
+
+#[test]
+fn a_c_program_runs_a_class_lobby_stage_chat_and_removal() {
+    let program = build_program("classroom");
+    let runtime = runtime();
+    let server = runtime
+        .block_on(Server::start(ServerConfig::dev(0, 0)))
+        .unwrap();
+    let valgrind = valgrind_available();
+    let mut command = checked_command(&program, valgrind);
+    command
+        .arg(server.ws_url())
+        .args([
+            class_token("teacher", Role::Teacher),
+            class_token("student", Role::Student),
+        ])
+        .arg(if valgrind { "120" } else { "20" });
     assert_succeeds(command);
     runtime.block_on(server.shutdown());
 }
