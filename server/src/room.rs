@@ -344,7 +344,7 @@ impl Room {
             }
             Action::SetForwarding { track, forwarded } => {
                 if let Some(track) = core.tracks.get(&track) {
-                    track.set_forwarded(forwarded).await;
+                    track.set_forwarded(forwarded);
                 }
             }
             Action::Disconnect {
@@ -455,12 +455,17 @@ impl Rooms {
     /// Opens room `name` from what the store kept of it.
     async fn open(&self, name: &str, limits: &Limits) -> Result<Arc<Room>, Refusal> {
         let now = Now::system();
-        let mut record = self
-            .stored(name)
-            .await?
+        let stored = self.stored(name).await?;
+        let mut record = stored
+            .clone()
             .unwrap_or_else(|| RoomRecord::new(name, now.unix_ms));
         if record.last_active_ms + (CLASS_IDLE_TIMEOUT.as_millis() as u64) < now.unix_ms {
             record = record.next_class();
+        }
+        record.last_active_ms = now.unix_ms;
+        if stored.as_ref().is_none_or(|s| s.class != record.class) {
+            // A new room, or a new class: from now on the store knows it.
+            self.write(vec![Write::Room(record.clone())]).await?;
         }
         let store = Arc::clone(&self.store);
         let (room, class) = (name.to_owned(), record.class);

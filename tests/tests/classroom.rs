@@ -13,7 +13,7 @@ use aula_protocol::{
 use aula_server::{Server, ServerConfig, ServerHandle, DEV_API_KEY, DEV_API_SECRET};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-mod support;
+use crate::support;
 
 /// A token for `identity` whose room runs as a class with `settings`.
 fn class_token(room: &str, identity: &str, role: Role, settings: &RoomSettings) -> String {
@@ -82,6 +82,7 @@ fn refused_code(result: Result<(), RoomError>) -> ErrorCode {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_student_waits_is_admitted_goes_on_stage_and_is_seen_then_leaves_the_stage() {
+    let _suite = support::shared().await;
     support::init_test_log();
     let server = Server::start(ServerConfig::dev(0, 0))
         .await
@@ -182,6 +183,7 @@ async fn a_student_waits_is_admitted_goes_on_stage_and_is_seen_then_leaves_the_s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_teacher_mute_is_enforced_by_the_server_even_when_the_app_keeps_sending() {
+    let _suite = support::shared().await;
     let server = Server::start(ServerConfig::dev(0, 0))
         .await
         .expect("server");
@@ -246,6 +248,7 @@ async fn a_teacher_mute_is_enforced_by_the_server_even_when_the_app_keeps_sendin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_reaches_the_class_privately_or_not_and_a_late_joiner_reads_it() {
+    let _suite = support::shared().await;
     let server = Server::start(ServerConfig::dev(0, 0))
         .await
         .expect("server");
@@ -338,6 +341,7 @@ async fn api(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_runs_a_class_through_the_server_api() {
+    let _suite = support::shared().await;
     let server = Server::start(ServerConfig::dev(0, 0))
         .await
         .expect("server");

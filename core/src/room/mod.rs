@@ -8,6 +8,7 @@ mod degradation;
 mod mute;
 mod peer;
 mod publish;
+pub mod reconnect;
 mod simulcast;
 mod sinks;
 mod subscribe;
@@ -44,6 +45,7 @@ use crate::stats::{PublishedStats, ReceivedStats, RecoveryStats};
 use aula_transport::nack::NackStats;
 use peer::{ClientPeer, PeerEvent};
 use publish::LocalPublication;
+use reconnect::{ReconnectPolicy, Retry};
 use subscribe::{RemoteSubscription, TrackOrigin};
 
 /// Room failures, as the public API reports them.
@@ -877,53 +879,43 @@ impl Inner {
         &self,
         reason: DisconnectReason,
     ) -> Option<mpsc::UnboundedReceiver<ServerMessage>> {
-        let recoverable = matches!(
-            reason,
-            DisconnectReason::ConnectionLost
-                | DisconnectReason::ServerRequest(LeaveReason::ServerShutdown)
-                | DisconnectReason::ServerRequest(LeaveReason::ConnectionLost)
-        );
-        if !recoverable || !self.options.reconnect || self.closed.load(Ordering::Acquire) {
+        if !ReconnectPolicy::is_recoverable(reason)
+            || !self.options.reconnect
+            || self.closed.load(Ordering::Acquire)
+        {
             return None;
         }
         let away_since = Instant::now();
         let _ = self.events.send(RoomEvent::Reconnecting { reason });
         self.close_peers().await;
-        let deadline = away_since + self.options.reconnect_window;
-        let mut delay = Duration::from_millis(100);
+        let mut policy = ReconnectPolicy::new(away_since, self.options.reconnect_window);
         loop {
             if self.closed.load(Ordering::Acquire) {
                 return None;
             }
-            match self.rejoin().await {
+            let refused = match self.rejoin().await {
                 Ok(events) => {
+                    *lock(&self.leave_message) = None;
                     let _ = self.events.send(RoomEvent::Reconnected {
                         after: away_since.elapsed(),
                     });
                     return Some(events);
                 }
-                // The token will not get better by retrying, nor will a removal or a lock.
-                Err(RoomError::Refused { code, message })
-                    if matches!(
-                        code,
-                        ErrorCode::InvalidToken
-                            | ErrorCode::TokenExpired
-                            | ErrorCode::RoomMismatch
-                            | ErrorCode::Removed
-                            | ErrorCode::RoomLocked
-                    ) =>
-                {
+                Err(RoomError::Refused { code, message }) => {
+                    tracing::debug!(%code, message, "rejoin refused");
                     *lock(&self.leave_message) = Some(message);
-                    tracing::warn!(%code, "rejoin refused");
-                    return None;
+                    Some(code)
                 }
                 Err(err) => {
-                    tracing::debug!(error = %err, "rejoin failed; retrying");
-                    if Instant::now() + delay > deadline {
-                        return None;
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
+                    tracing::debug!(error = %err, "rejoin failed");
+                    None
+                }
+            };
+            match policy.after_failure(refused, Instant::now()) {
+                Retry::After(wait) => tokio::time::sleep(wait).await,
+                Retry::GiveUp => {
+                    tracing::warn!(?refused, "giving up rejoining");
+                    return None;
                 }
             }
         }

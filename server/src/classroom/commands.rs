@@ -163,7 +163,11 @@ impl RoomState {
                     // The reply goes before the events it caused reach the requester.
                     let at = actions
                         .iter()
-                        .position(|a| matches!(a, Action::Send { to: t, .. } if t == to))
+                        .position(|a| match a {
+                            Action::Send { to: t, .. } => t == to,
+                            Action::Disconnect { who, .. } => who == to,
+                            _ => false,
+                        })
                         .unwrap_or(actions.len());
                     actions.insert(
                         at,

@@ -493,6 +493,11 @@ impl RoomState {
         if self.members.contains_key(id) {
             self.remove_member(id, reason, false, &mut actions, now);
             self.record.last_active_ms = now.unix_ms;
+            if self.members.is_empty() {
+                // When the class was last active decides whether the next opening continues
+                // it (see `RoomRecord::last_active_ms`).
+                actions.push(Action::StoreRoom(self.record.clone()));
+            }
             self.settle(&mut actions, now);
         }
         actions

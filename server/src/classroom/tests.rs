@@ -871,6 +871,14 @@ fn removed_students_cannot_rejoin_this_class_but_can_the_next() {
         disconnected(&ended, &t).map(|d| d.0),
         Some(LeaveReason::ClassEnded)
     );
+    // The teacher hears its request succeeded before its session ends.
+    let ok_at = ended.iter().position(
+        |a| matches!(a, Action::Send { to, message: ServerMessage::Ok { .. } } if *to == t),
+    );
+    let gone_at = ended
+        .iter()
+        .position(|a| matches!(a, Action::Disconnect { who, .. } if *who == t));
+    assert!(ok_at.unwrap() < gone_at.unwrap(), "{ended:#?}");
     assert!(c.room.has_ended());
     assert_eq!(c.room.record().class, 2);
     assert!(c.room.record().banned.is_empty());
