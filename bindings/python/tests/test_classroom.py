@@ -196,3 +196,105 @@ def test_classroom_arguments_are_checked_before_the_network(server_url):
         room.disconnect()
     with pytest.raises(aula.AulaError.Disconnected):
         room.classroom()
+
+
+def test_deny_lock_admit_all_the_stage_co_teacher_and_end_class(server_url):
+    options = aula.default_connect_options()
+    options.reconnect = False
+    teacher, t_events, t_sub = join(server_url, "teacher", "teacher", options)
+    ana, a_events, a_sub = join(server_url, "ana", "student", options)
+    ben, b_events, b_sub = join(server_url, "ben", "student", options)
+    ana_id, ben_id = ana.local_participant().id, ben.local_participant().id
+    for who in (ana_id, ben_id):
+        t_events.wait_for(lambda u, who=who: u.is_participant_joined() and u.participant.id == who,
+                          f"{who} in the lobby")
+
+    # Denied: the student's room closes with the teacher's words.
+    teacher.deny(ben_id, "Not on the list today")
+    bye = b_events.wait_for(lambda u: u.is_disconnected(), "the denial")
+    assert bye.cause == aula.LeaveReason.DENIED and not bye.client_request
+    assert bye.message == "Not on the list today"
+    assert not ben.is_connected()
+    assert refused(lambda: teacher.deny(ben_id, "again")) == aula.ErrorCode.UNKNOWN_PARTICIPANT
+
+    # Locked: nobody new gets in; unlocked, they wait in the lobby again.
+    teacher.lock_room(True)
+    t_events.wait_for(lambda u: u.is_classroom_changed() and u.classroom.locked, "the lock")
+    assert refused(lambda: aula.connect(
+        server_url, mint_token("py-class", "cleo", "student", classroom=CLASS), options)) == aula.ErrorCode.ROOM_LOCKED
+    teacher.lock_room(False)
+    cleo, c_events, c_sub = join(server_url, "cleo", "student", options)
+    cleo_id = cleo.local_participant().id
+    assert cleo.placement() == aula.Placement.LOBBY
+
+    # Everyone in the lobby at once.
+    teacher.admit_all()
+    a_events.wait_for(lambda u: u.is_admitted(), "ana's admission")
+    c_events.wait_for(lambda u: u.is_admitted(), "cleo's admission")
+    assert ana.placement() == cleo.placement() == aula.Placement.AUDIENCE
+
+    # A raised hand goes up at once when invited; a hand lowered by its owner.
+    ana.raise_hand()
+    wait_until(lambda: ana.classroom().hand_raised)
+    ana.lower_hand()
+    wait_until(lambda: not ana.classroom().hand_raised)
+    ana.raise_hand()
+    t_events.wait_for(lambda u: u.is_classroom_changed() and ana_id in u.classroom.hands, "ana's hand")
+    teacher.invite_to_stage(ana_id)
+    wait_until(lambda: ana.placement() == aula.Placement.STAGE)
+    assert not ana.classroom().hand_raised
+
+    # The stage: moved down, cleared, and left by the student, whose camera the server ends.
+    teacher.move_to_audience(ana_id)
+    wait_until(lambda: ana.placement() == aula.Placement.AUDIENCE)
+    assert refused(lambda: teacher.move_to_audience(ana_id)) == aula.ErrorCode.INVALID_STATE
+    teacher.invite_to_stage(ana_id)
+    ana.answer_stage_invitation(True)
+    wait_until(lambda: ana.placement() == aula.Placement.STAGE)
+    teacher.clear_stage()
+    wait_until(lambda: ana.placement() == aula.Placement.AUDIENCE)
+    teacher.invite_to_stage(ana_id)
+    ana.answer_stage_invitation(True)
+    a_events.wait_for(
+        lambda u: u.is_permissions_changed() and aula.TrackOrigin.MICROPHONE in u.permissions.publish,
+        "permission to publish a microphone")
+    microphone = ana.publish_synthetic_audio(440.0, "microphone")
+    t_events.wait_for(lambda u: u.is_track_published() and u.track.sid == microphone.sid, "ana's microphone")
+    teacher.mute_participant(ana_id, aula.TrackKind.AUDIO)
+    muted = a_events.wait_for(lambda u: u.is_track_muted() and u.track_sid == microphone.sid, "the mute")
+    assert muted.muted and muted.by_moderator
+    assert refused(lambda: teacher.stop_screen_share(ana_id)) == aula.ErrorCode.INVALID_STATE
+    ana.leave_stage()
+    ended = a_events.wait_for(lambda u: u.is_local_track_ended(), "the microphone ended")
+    assert ended.track_sid == microphone.sid
+    assert ana.placement() == aula.Placement.AUDIENCE
+
+    # What one student may do: chat taken away, and given back.
+    teacher.update_permissions(ana_id, aula.PermissionsPatch(chat=False))
+    a_events.wait_for(lambda u: u.is_permissions_changed() and not u.permissions.chat, "chat taken away")
+    assert refused(lambda: ana.send_chat(aula.ChatDraft(text="hello?"))) == aula.ErrorCode.CHAT_DISABLED
+    teacher.update_permissions(ana_id, aula.PermissionsPatch(chat=True))
+    a_events.wait_for(lambda u: u.is_permissions_changed() and u.permissions.chat, "chat given back")
+    ana.send_chat(aula.ChatDraft(text="hello!"))
+
+    # A co-teacher goes on stage and may moderate; the spotlight goes off again.
+    teacher.set_co_teacher(cleo_id, True)
+    c_events.wait_for(
+        lambda u: u.is_participant_updated() and u.participant.id == cleo_id and u.participant.co_teacher,
+        "cleo made co-teacher")
+    wait_until(lambda: cleo.classroom().co_teacher and cleo.placement() == aula.Placement.STAGE)
+    c_events.wait_for(lambda u: u.is_permissions_changed() and u.permissions.moderate, "cleo may moderate")
+    cleo.spotlight(ana_id)
+    a_events.wait_for(lambda u: u.is_classroom_changed() and u.classroom.spotlight == ana_id, "the spotlight")
+    teacher.spotlight(None)
+    a_events.wait_for(lambda u: u.is_classroom_changed() and u.classroom.spotlight is None, "no spotlight")
+
+    # The end of the class closes every room, the teacher's too.
+    teacher.end_class()
+    for events, who in ((a_events, "ana"), (c_events, "cleo"), (t_events, "teacher")):
+        end = events.wait_for(lambda u: u.is_disconnected(), f"the end of class at {who}")
+        assert end.cause == aula.LeaveReason.CLASS_ENDED, who
+    assert not (teacher.is_connected() or ana.is_connected() or cleo.is_connected())
+
+    for sub in (a_sub, b_sub, c_sub, t_sub):
+        sub.cancel()
