@@ -1,10 +1,11 @@
 /* A small class through the Aula C ABI: a teacher and a student in a room whose tokens carry
  * classroom settings with a lobby. The student waits in the lobby (and may not chat), is
  * admitted, raises a hand, is invited to the stage and accepts; chat goes both ways with its
- * sequence numbers; refusals carry their typed code; the teacher removes the student, who is
- * disconnected with the teacher's words. Everything the library returns is freed.
+ * sequence numbers; refusals carry their typed code; a latecomer is denied from the lobby and
+ * the student removed, each disconnected with the teacher's words. Everything the library
+ * returns is freed.
  *
- * usage: classroom URL TEACHER_TOKEN STUDENT_TOKEN TIMEOUT_S
+ * usage: classroom URL TEACHER_TOKEN STUDENT_TOKEN LATECOMER_TOKEN TIMEOUT_S
  * exit code 0 on success; the reason of any failure on stderr. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
@@ -74,7 +75,6 @@ static void copy(char *to, size_t size, const char *from) {
 
 static void on_event(void *user_data, const AulaEvent *event) {
   Seen *seen = user_data;
-  if (getenv("AULA_TRACE_EVENTS")) fprintf(stderr, "[%p] event %d pid=%s\n", user_data, event->kind, event->participant_id ? event->participant_id : "-");
   pthread_mutex_lock(&seen->lock);
   switch (event->kind) {
     case AULA_EVENT_KIND_PARTICIPANT_JOINED:
@@ -155,12 +155,13 @@ static Seen *new_seen(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 5) {
-    fprintf(stderr, "usage: %s URL TEACHER_TOKEN STUDENT_TOKEN TIMEOUT_S\n", argv[0]);
+  if (argc != 6) {
+    fprintf(stderr, "usage: %s URL TEACHER_TOKEN STUDENT_TOKEN LATECOMER_TOKEN TIMEOUT_S\n",
+            argv[0]);
     return 2;
   }
   const char *url = argv[1];
-  timeout_s = atof(argv[4]);
+  timeout_s = atof(argv[5]);
   CHECK(aula_set_log_level(AULA_LOG_LEVEL_WARN));
   Seen *t_seen = new_seen();
   Seen *s_seen = new_seen();
@@ -206,6 +207,29 @@ int main(int argc, char **argv) {
   CHECK(aula_room_placement(student, &placement));
   EXPECT(placement == AULA_PLACEMENT_AUDIENCE, "admitted into the audience (%d)", placement);
   EXPECT_REFUSED(aula_room_admit(teacher, student_id), AULA_ERROR_CODE_INVALID_STATE);
+
+  /* A latecomer waits in the lobby and is denied: its room closes with the teacher's words. */
+  Seen *l_seen = new_seen();
+  AulaRoom *latecomer = NULL;
+  CHECK(aula_room_connect(url, argv[4], &options, &latecomer));
+  CHECK(aula_room_set_event_callback(latecomer, on_event, l_seen));
+  char *latecomer_id = NULL;
+  CHECK(aula_room_local_participant_id(latecomer, &latecomer_id));
+  WAIT_FOR(t_seen, strcmp(t_seen->lobby_participant, latecomer_id) == 0,
+           "the latecomer in the teacher's lobby");
+  CHECK(aula_room_deny(teacher, latecomer_id, "The class is full today"));
+  WAIT_FOR(l_seen, l_seen->disconnected > 0, "the latecomer's denial");
+  EXPECT(l_seen->cause == AULA_LEAVE_REASON_DENIED, "cause %d", l_seen->cause);
+  EXPECT(strcmp(l_seen->message, "The class is full today") == 0, "message '%s'",
+         l_seen->message);
+  EXPECT(l_seen->admitted == 0, "the latecomer was never admitted");
+  EXPECT(!aula_room_is_connected(latecomer), "the latecomer's room is closed");
+  EXPECT_REFUSED(aula_room_deny(teacher, latecomer_id, NULL),
+                 AULA_ERROR_CODE_UNKNOWN_PARTICIPANT);
+  aula_string_free(latecomer_id);
+  aula_room_free(latecomer);
+  pthread_mutex_destroy(&l_seen->lock);
+  free(l_seen);
 
   /* A student may not run the class: typed refusals, and a success clears the code. */
   EXPECT_REFUSED(aula_room_admit(student, teacher_id), AULA_ERROR_CODE_PERMISSION_DENIED);
