@@ -266,7 +266,9 @@ class Client:
                 # The server sends no offer before the last one is answered; answer in order.
                 self.offers.put_nowait(msg["sdp"])
             elif msg["type"] == "error":
+                # Unprompted errors are failures too (the summary's errors, which the test checks).
                 log("server error:", msg)
+                self.summary["errors"].append(f"server: {msg}")
 
     async def answer_offers(self):
         try:
