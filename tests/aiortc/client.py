@@ -21,6 +21,9 @@ and then `count` I420 frames. For each track received, OUT_DIR receives `video-<
 same layout: the last decoded frames of that size) or `audio-<sid>.s16` (its last seconds of
 decoded audio, mono, 48 kHz, little-endian).
 
+With AIORTC_DEBUG set in the environment, aiortc's debug log and every RTP packet that no
+receiver takes go to stderr (the test's client.log): what to read when media does not arrive.
+
 The server is ICE-lite on loopback and puts its candidates in its SDP, so no ICE servers are
 configured (aiortc would otherwise use a public STUN server) and no candidates are trickled.
 """
@@ -228,6 +231,8 @@ class Client:
         self.publisher = None
         # mid -> (participant id, track sid) of the forwarded track, from the latest offer.
         self.origins = {}
+        # mid -> (media SSRC, RTX SSRC) the section announced last.
+        self.announced = {}
         self.offers_answered = 0
         self.summary = {
             "event": "summary",
@@ -313,7 +318,8 @@ class Client:
         (RFC 8843, section 9.2). aiortc 1.16 reads a section's SSRCs only when the section
         first starts receiving: packets on the new SSRCs would match no receiver (the payload
         type is shared by every section of the kind) and be dropped. So its RTP router and the
-        receiver's RTX map are told here, which is what aiortc lacks.
+        receiver's RTX map are told here, which is what aiortc lacks. A section's first SSRCs
+        are left to aiortc (it registers them with the section's payload types).
         """
         by_mid = {attribute(section, "mid"): section for section in sections(sdp)}
         for transceiver in self.subscriber.getTransceivers():
@@ -323,7 +329,12 @@ class Client:
             announced = ssrcs_of(section)
             if announced is None:
                 continue
+            before = self.announced.get(transceiver.mid)
+            self.announced[transceiver.mid] = announced
+            if before is None or before == announced:
+                continue
             media, rtx = announced
+            log(f"section {transceiver.mid} taken over: SSRC {before} -> {announced}")
             receiver = transceiver.receiver
             receiver.transport._rtp_router.register_receiver(
                 receiver, ssrcs=[s for s in announced if s is not None], payload_types=[]
