@@ -32,6 +32,11 @@ use crate::support;
 /// Longest wait for one step (a machine shared with builders can be slow; steps end as soon as
 /// what they wait for was decoded).
 const STEP_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// Held by a test while its aiortc client runs: one client at a time. Two Python clients
+/// decoding (and one encoding) H.264 beside the rest of the suite starved each other on a
+/// loaded 2-core machine until video stalled for a whole step.
+static ONE_CLIENT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// The frames aiortc sends, looped.
 const SENT_SIZE: (u32, u32) = (320, 240);
 const SENT_FRAMES: u32 = 30;
@@ -345,6 +350,7 @@ fn work_dir(name: &str) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aiortc_publishes_and_receives_h264_and_opus() {
     let _suite = support::shared().await;
+    let _one_client = ONE_CLIENT.lock().await;
     support::init_test_log();
     let work = work_dir("both-ways");
     write_sent_frames(&work.join("sent.i420"));
@@ -460,6 +466,7 @@ const SAMPLES_PER_STEP: u64 = 24_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aiortc_receives_tracks_that_come_after_it() {
     let _suite = support::shared().await;
+    let _one_client = ONE_CLIENT.lock().await;
     support::init_test_log();
     let work = work_dir("late");
     let server = Server::start(ServerConfig::dev(0, 0))
