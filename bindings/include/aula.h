@@ -235,6 +235,9 @@ typedef enum {
   AULA_ERROR_CODE_CHAT_DISABLED = 22,
   // The server failed; the request may be retried.
   AULA_ERROR_CODE_INTERNAL = 23,
+  // Media arrived for a track with the other kind than its announced source; the track is
+  // not published.
+  AULA_ERROR_CODE_TRACK_KIND_MISMATCH = 24,
 } AulaErrorCode;
 
 // How much the library logs (to standard error).

@@ -112,6 +112,9 @@ pub enum AulaErrorCode {
     ChatDisabled = 22,
     /// The server failed; the request may be retried.
     Internal = 23,
+    /// Media arrived for a track with the other kind than its announced source; the track is
+    /// not published.
+    TrackKindMismatch = 24,
 }
 
 impl From<ErrorCode> for AulaErrorCode {
@@ -138,6 +141,7 @@ impl From<ErrorCode> for AulaErrorCode {
             ErrorCode::RoomLocked => AulaErrorCode::RoomLocked,
             ErrorCode::Removed => AulaErrorCode::Removed,
             ErrorCode::ChatDisabled => AulaErrorCode::ChatDisabled,
+            ErrorCode::TrackKindMismatch => AulaErrorCode::TrackKindMismatch,
             ErrorCode::Internal => AulaErrorCode::Internal,
             ErrorCode::Unknown => AulaErrorCode::Unknown,
         }

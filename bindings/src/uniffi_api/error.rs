@@ -129,6 +129,9 @@ pub enum ErrorCode {
     Removed,
     /// Chat is off, teachers-only, or not allowed to this participant now (in the lobby).
     ChatDisabled,
+    /// Media arrived for a track with the other kind than its announced source; the track is
+    /// not published.
+    TrackKindMismatch,
     /// The server failed; the request may be retried.
     Internal,
     /// A code this version of the SDK does not know (from a newer server).
@@ -159,6 +162,7 @@ impl From<WireCode> for ErrorCode {
             WireCode::RoomLocked => ErrorCode::RoomLocked,
             WireCode::Removed => ErrorCode::Removed,
             WireCode::ChatDisabled => ErrorCode::ChatDisabled,
+            WireCode::TrackKindMismatch => ErrorCode::TrackKindMismatch,
             WireCode::Internal => ErrorCode::Internal,
             _ => ErrorCode::Unknown,
         }
@@ -190,6 +194,7 @@ impl ErrorCode {
             ErrorCode::RoomLocked => WireCode::RoomLocked,
             ErrorCode::Removed => WireCode::Removed,
             ErrorCode::ChatDisabled => WireCode::ChatDisabled,
+            ErrorCode::TrackKindMismatch => WireCode::TrackKindMismatch,
             ErrorCode::Internal => WireCode::Internal,
             ErrorCode::Unknown => WireCode::Unknown,
         }
