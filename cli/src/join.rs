@@ -261,7 +261,7 @@ async fn run_async(args: JoinArgs, publish: Publish) -> anyhow::Result<()> {
                 other => status_line(interactive, &format!("{other:?}")),
             },
             event = events.recv() => match event {
-                Some(RoomEvent::Disconnected { reason }) => break Some(reason.to_string()),
+                Some(RoomEvent::Disconnected { reason, .. }) => break Some(reason.to_string()),
                 Some(RoomEvent::ParticipantJoined(p)) => status_line(interactive, &format!("{} joined", p.identity)),
                 Some(RoomEvent::ParticipantLeft { participant_id, .. }) => status_line(interactive, &format!("{participant_id} left")),
                 Some(_) => {}
@@ -346,7 +346,9 @@ mod local {
         any(target_os = "linux", target_os = "macos", target_os = "windows")
     )))]
     pub async fn publish_camera(_: &Room, _: &JoinArgs) -> anyhow::Result<DeviceMonitor> {
-        anyhow::bail!("this aula was built without camera support (the `camera` feature)")
+        anyhow::bail!(
+            "this aula was built without camera support (build it with `--features devices`)"
+        )
     }
 
     #[cfg(feature = "audio-devices")]
@@ -363,7 +365,9 @@ mod local {
 
     #[cfg(not(feature = "audio-devices"))]
     pub async fn publish_microphone(_: &Room, _: &JoinArgs) -> anyhow::Result<DeviceMonitor> {
-        anyhow::bail!("this aula was built without audio devices (the `audio-devices` feature)")
+        anyhow::bail!(
+            "this aula was built without audio devices (build it with `--features devices`)"
+        )
     }
 
     #[cfg(feature = "audio-devices")]
@@ -377,7 +381,9 @@ mod local {
 
     #[cfg(not(feature = "audio-devices"))]
     pub fn play_through(_: &Room, _: &str) -> anyhow::Result<DeviceMonitor> {
-        anyhow::bail!("this aula was built without audio devices (the `audio-devices` feature)")
+        anyhow::bail!(
+            "this aula was built without audio devices (build it with `--features devices`)"
+        )
     }
 
     #[cfg(all(
@@ -438,7 +444,9 @@ mod local {
         )
     )))]
     pub async fn publish_screen(_: &Room, _: &JoinArgs) -> anyhow::Result<DeviceMonitor> {
-        anyhow::bail!("this aula was built without screen sharing (the `screen` feature)")
+        anyhow::bail!(
+            "this aula was built without screen sharing (build it with `--features devices`)"
+        )
     }
 }
 

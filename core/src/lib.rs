@@ -24,8 +24,9 @@ pub use room::{
     app_video_source, AppFeedStats, AppVideoFeed, AppVideoSource, EncodedVideoFeed, PushOutcome,
 };
 pub use room::{
-    AudioSink, AudioSource, ConnectionState, DisconnectReason, IceServer, MediaTransport, Room,
-    RoomError, RoomEvent, RoomOptions, RoomStats, VideoPublishOptions, VideoSink, VideoSource,
+    AudioSink, AudioSource, ChatDraft, ClassroomView, ConnectionState, DisconnectReason, IceServer,
+    MediaTransport, Room, RoomError, RoomEvent, RoomOptions, RoomStats, VideoPublishOptions,
+    VideoSink, VideoSource,
 };
 pub use stats::{Percentiles, PublishedLayerStats, PublishedStats, ReceivedStats, RecoveryStats};
 pub use whiteboard::{Whiteboard, WhiteboardError, WhiteboardEvent};

@@ -6,12 +6,18 @@
 //! clients in `docs/protocol.md`.
 #![deny(missing_docs)]
 
+pub mod api;
+pub mod classroom;
 pub mod ids;
 pub mod signal;
 pub mod token;
 pub mod webhook;
 pub mod whiteboard;
 
+pub use classroom::{
+    ChatMessage, ClassroomState, Permissions, PermissionsPatch, Placement, RoomMode, RoomSettings,
+    RoomSettingsPatch,
+};
 pub use ids::{ParticipantId, TrackSid};
 pub use signal::{
     ClientMessage, ErrorCode, IceCandidate, LeaveReason, MediaKind, ParticipantInfo, PeerRole,

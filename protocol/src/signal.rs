@@ -9,6 +9,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::classroom::{
+    ChatMessage, ClassroomState, Permissions, PermissionsPatch, Placement, RoomSettingsPatch,
+};
 use crate::ids::{ParticipantId, TrackSid};
 use crate::token::Role;
 
@@ -144,6 +147,31 @@ pub struct ParticipantInfo {
     /// Tracks the participant currently publishes.
     #[serde(default)]
     pub tracks: Vec<TrackInfo>,
+    /// Where it is: lobby (only teachers see lobby participants), audience or stage.
+    #[serde(default)]
+    pub placement: Placement,
+    /// Whether it has a hand raised.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hand_raised: bool,
+    /// Whether a teacher made it a co-teacher (it then runs the class with the teachers).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub co_teacher: bool,
+}
+
+impl ParticipantInfo {
+    /// A participant on stage with no tracks yet (what a plain call has).
+    pub fn new(id: ParticipantId, identity: &str, name: &str, role: Role) -> Self {
+        Self {
+            id,
+            identity: identity.to_owned(),
+            name: name.to_owned(),
+            role,
+            tracks: Vec::new(),
+            placement: Placement::Stage,
+            hand_raised: false,
+            co_teacher: false,
+        }
+    }
 }
 
 /// The room a client joined.
@@ -266,6 +294,193 @@ pub enum ClientMessage {
         /// `true` to mute, `false` to unmute.
         muted: bool,
     },
+    /// Teacher: lets a participant in from the lobby. Reply: [`ServerMessage::Ok`].
+    Admit {
+        /// Request id.
+        id: u64,
+        /// Who.
+        participant_id: ParticipantId,
+    },
+    /// Teacher: lets everyone in the lobby in. Reply: [`ServerMessage::Ok`].
+    AdmitAll {
+        /// Request id.
+        id: u64,
+    },
+    /// Teacher: refuses a participant in the lobby, who is shown `reason` and disconnected.
+    /// Reply: [`ServerMessage::Ok`].
+    Deny {
+        /// Request id.
+        id: u64,
+        /// Who.
+        participant_id: ParticipantId,
+        /// Shown to the participant.
+        #[serde(default)]
+        reason: String,
+    },
+    /// Teacher: invites a student in the audience to the stage; the student answers with
+    /// [`ClientMessage::AnswerStageInvitation`]. A student whose hand is raised asked already
+    /// and goes on stage at once. Reply: [`ServerMessage::Ok`]; `stage_full` when there is no
+    /// room.
+    InviteToStage {
+        /// Request id.
+        id: u64,
+        /// Who.
+        participant_id: ParticipantId,
+    },
+    /// Student: accepts or declines a stage invitation. Reply: [`ServerMessage::Ok`].
+    AnswerStageInvitation {
+        /// Request id.
+        id: u64,
+        /// `true` to go on stage.
+        accept: bool,
+    },
+    /// Teacher: moves a student from the stage to the audience (a student may move itself).
+    /// Its camera and microphone end. Reply: [`ServerMessage::Ok`].
+    MoveToAudience {
+        /// Request id.
+        id: u64,
+        /// Who.
+        participant_id: ParticipantId,
+    },
+    /// Teacher: moves every student on stage to the audience. Reply: [`ServerMessage::Ok`].
+    ClearStage {
+        /// Request id.
+        id: u64,
+    },
+    /// Raises this participant's hand. Reply: [`ServerMessage::Ok`].
+    RaiseHand {
+        /// Request id.
+        id: u64,
+    },
+    /// Lowers a hand: one's own, or (teacher) anyone's, which dismisses it.
+    /// Reply: [`ServerMessage::Ok`].
+    LowerHand {
+        /// Request id.
+        id: u64,
+        /// Whose hand; absent for one's own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        participant_id: Option<ParticipantId>,
+    },
+    /// Teacher: mutes a participant's microphone (`audio`) or camera (`video`). The server
+    /// stops forwarding it at once. Reply: [`ServerMessage::Ok`].
+    MuteParticipant {
+        /// Request id.
+        id: u64,
+        /// Who.
+        participant_id: ParticipantId,
+        /// Which kind of track.
+        kind: MediaKind,
+    },
+    /// Teacher: mutes every student's microphone or camera; `allow_unmute`, when given, sets
+    /// whether students may unmute themselves afterwards. Reply: [`ServerMessage::Ok`].
+    MuteAll {
+        /// Request id.
+        id: u64,
+        /// Which kind of track.
+        kind: MediaKind,
+        /// Sets the room's `students_may_unmute`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        allow_unmute: Option<bool>,
+    },
+    /// Teacher: ends a participant's screen share. Reply: [`ServerMessage::Ok`].
+    StopScreenShare {
+        /// Request id.
+        id: u64,
+        /// Who.
+        participant_id: ParticipantId,
+    },
+    /// Teacher: removes a participant, who cannot rejoin this class. Reply:
+    /// [`ServerMessage::Ok`].
+    RemoveParticipant {
+        /// Request id.
+        id: u64,
+        /// Who.
+        participant_id: ParticipantId,
+        /// Shown to the participant.
+        #[serde(default)]
+        reason: String,
+    },
+    /// Teacher: locks the room (no new joins, even with a valid token) or unlocks it.
+    /// Reply: [`ServerMessage::Ok`].
+    LockRoom {
+        /// Request id.
+        id: u64,
+        /// `true` to lock.
+        locked: bool,
+    },
+    /// Teacher: ends the class for everyone. Reply: [`ServerMessage::Ok`], then everyone gets
+    /// `leave` with reason `class_ended`.
+    EndClass {
+        /// Request id.
+        id: u64,
+    },
+    /// Teacher: makes a participant co-teacher, or takes it back. Reply: [`ServerMessage::Ok`].
+    SetCoTeacher {
+        /// Request id.
+        id: u64,
+        /// Who.
+        participant_id: ParticipantId,
+        /// `true` to make it co-teacher.
+        co_teacher: bool,
+    },
+    /// Teacher: asks every client to feature one participant (or, absent, nobody).
+    /// Reply: [`ServerMessage::Ok`].
+    Spotlight {
+        /// Request id.
+        id: u64,
+        /// Who; absent to clear.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        participant_id: Option<ParticipantId>,
+    },
+    /// Teacher: changes some of the room's settings. Reply: [`ServerMessage::Ok`].
+    UpdateRoomSettings {
+        /// Request id.
+        id: u64,
+        /// The fields to change.
+        settings: RoomSettingsPatch,
+    },
+    /// Teacher: changes what one participant may do. Reply: [`ServerMessage::Ok`].
+    UpdatePermissions {
+        /// Request id.
+        id: u64,
+        /// Who.
+        participant_id: ParticipantId,
+        /// The changes.
+        permissions: PermissionsPatch,
+    },
+    /// Sends a chat message to the class, or privately to one participant. Reply:
+    /// [`ServerMessage::ChatSent`] once the message is stored.
+    SendChat {
+        /// Request id.
+        id: u64,
+        /// The text, at most [`MAX_CHAT_TEXT_BYTES`](crate::classroom::MAX_CHAT_TEXT_BYTES).
+        text: String,
+        /// For a private message, the recipient.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<ParticipantId>,
+        /// Teacher: send as an announcement.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        announcement: bool,
+    },
+    /// Deletes a chat message: one's own, or (teacher) any. Reply: [`ServerMessage::Ok`].
+    DeleteChat {
+        /// Request id.
+        id: u64,
+        /// The message.
+        seq: u64,
+    },
+    /// Asks for older chat messages. Reply: [`ServerMessage::ChatHistory`].
+    ChatHistory {
+        /// Request id.
+        id: u64,
+        /// Only messages before this sequence number (absent: the newest).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<u64>,
+        /// Most messages to return (at most, and by default,
+        /// [`CHAT_PAGE`](crate::classroom::CHAT_PAGE)).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
 }
 
 fn default_true() -> bool {
@@ -284,7 +499,29 @@ impl ClientMessage {
             | ClientMessage::UpdateSubscription { id, .. }
             | ClientMessage::Ping { id }
             | ClientMessage::Leave { id }
-            | ClientMessage::SetTrackMuted { id, .. } => Some(*id),
+            | ClientMessage::SetTrackMuted { id, .. }
+            | ClientMessage::Admit { id, .. }
+            | ClientMessage::AdmitAll { id }
+            | ClientMessage::Deny { id, .. }
+            | ClientMessage::InviteToStage { id, .. }
+            | ClientMessage::AnswerStageInvitation { id, .. }
+            | ClientMessage::MoveToAudience { id, .. }
+            | ClientMessage::ClearStage { id }
+            | ClientMessage::RaiseHand { id }
+            | ClientMessage::LowerHand { id, .. }
+            | ClientMessage::MuteParticipant { id, .. }
+            | ClientMessage::MuteAll { id, .. }
+            | ClientMessage::StopScreenShare { id, .. }
+            | ClientMessage::RemoveParticipant { id, .. }
+            | ClientMessage::LockRoom { id, .. }
+            | ClientMessage::EndClass { id }
+            | ClientMessage::SetCoTeacher { id, .. }
+            | ClientMessage::Spotlight { id, .. }
+            | ClientMessage::UpdateRoomSettings { id, .. }
+            | ClientMessage::UpdatePermissions { id, .. }
+            | ClientMessage::SendChat { id, .. }
+            | ClientMessage::DeleteChat { id, .. }
+            | ClientMessage::ChatHistory { id, .. } => Some(*id),
             ClientMessage::Trickle { .. } | ClientMessage::LayersActive { .. } => None,
         }
     }
@@ -303,6 +540,28 @@ impl ClientMessage {
             ClientMessage::Trickle { .. } => "trickle",
             ClientMessage::LayersActive { .. } => "layers_active",
             ClientMessage::SetTrackMuted { .. } => "set_track_muted",
+            ClientMessage::Admit { .. } => "admit",
+            ClientMessage::AdmitAll { .. } => "admit_all",
+            ClientMessage::Deny { .. } => "deny",
+            ClientMessage::InviteToStage { .. } => "invite_to_stage",
+            ClientMessage::AnswerStageInvitation { .. } => "answer_stage_invitation",
+            ClientMessage::MoveToAudience { .. } => "move_to_audience",
+            ClientMessage::ClearStage { .. } => "clear_stage",
+            ClientMessage::RaiseHand { .. } => "raise_hand",
+            ClientMessage::LowerHand { .. } => "lower_hand",
+            ClientMessage::MuteParticipant { .. } => "mute_participant",
+            ClientMessage::MuteAll { .. } => "mute_all",
+            ClientMessage::StopScreenShare { .. } => "stop_screen_share",
+            ClientMessage::RemoveParticipant { .. } => "remove_participant",
+            ClientMessage::LockRoom { .. } => "lock_room",
+            ClientMessage::EndClass { .. } => "end_class",
+            ClientMessage::SetCoTeacher { .. } => "set_co_teacher",
+            ClientMessage::Spotlight { .. } => "spotlight",
+            ClientMessage::UpdateRoomSettings { .. } => "update_room_settings",
+            ClientMessage::UpdatePermissions { .. } => "update_permissions",
+            ClientMessage::SendChat { .. } => "send_chat",
+            ClientMessage::DeleteChat { .. } => "delete_chat",
+            ClientMessage::ChatHistory { .. } => "chat_history",
         }
     }
 }
@@ -320,6 +579,15 @@ pub enum LeaveReason {
     ServerShutdown,
     /// Its identity joined again from another connection.
     DuplicateIdentity,
+    /// A teacher (or the server API) removed it from the class.
+    Removed,
+    /// A teacher refused it entry from the lobby.
+    Denied,
+    /// A teacher (or the server API) ended the class.
+    ClassEnded,
+    /// A reason this version does not know (sent by a newer server).
+    #[serde(other)]
+    Unknown,
 }
 
 /// A message from the server to the client.
@@ -339,8 +607,89 @@ pub enum ServerMessage {
         room: RoomInfo,
         /// The joining participant itself.
         participant: ParticipantInfo,
-        /// Everyone else already in the room, with their tracks.
+        /// Everyone else already in the room, with their tracks (empty while the participant
+        /// waits in the lobby; teachers also see who waits there).
         participants: Vec<ParticipantInfo>,
+        /// The room's classroom state.
+        #[serde(default)]
+        classroom: ClassroomState,
+        /// What the participant may do now (absent from servers without a classroom: the
+        /// token's grants apply).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        permissions: Option<Permissions>,
+        /// The newest chat messages it may see, oldest first (at most
+        /// [`CHAT_PAGE`](crate::classroom::CHAT_PAGE)).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        chat: Vec<ChatMessage>,
+    },
+    /// To a participant in the lobby: a teacher let it in. What `joined` would have carried.
+    Admitted {
+        /// The participant itself, now in the audience or on stage.
+        participant: ParticipantInfo,
+        /// Everyone else in the room, with their tracks.
+        participants: Vec<ParticipantInfo>,
+        /// The room's classroom state.
+        classroom: ClassroomState,
+        /// What it may do now.
+        permissions: Permissions,
+        /// The newest chat messages it may see, oldest first.
+        #[serde(default)]
+        chat: Vec<ChatMessage>,
+    },
+    /// A participant's placement, hand or co-teacher flag changed (also sent to the
+    /// participant itself).
+    ParticipantUpdated {
+        /// The participant as it is now.
+        participant: ParticipantInfo,
+    },
+    /// The room's classroom state changed (settings, lock, spotlight, hands, teacher present).
+    ClassroomUpdated {
+        /// The state as it is now.
+        classroom: ClassroomState,
+    },
+    /// What this participant may do changed.
+    PermissionsChanged {
+        /// What it may do now.
+        permissions: Permissions,
+    },
+    /// To a student: a teacher invites it to the stage; answer with
+    /// [`ClientMessage::AnswerStageInvitation`].
+    StageInvitation {
+        /// The teacher who invited.
+        from: ParticipantId,
+    },
+    /// To teachers: a student answered a stage invitation.
+    StageInvitationAnswered {
+        /// The student.
+        participant_id: ParticipantId,
+        /// Whether it went on stage.
+        accepted: bool,
+    },
+    /// A chat message this participant may see.
+    Chat {
+        /// The message.
+        message: ChatMessage,
+    },
+    /// A chat message was deleted.
+    ChatDeleted {
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// Reply to [`ClientMessage::SendChat`]: the message as stored.
+    ChatSent {
+        /// The request's id.
+        request_id: u64,
+        /// The message.
+        message: ChatMessage,
+    },
+    /// Reply to [`ClientMessage::ChatHistory`].
+    ChatHistory {
+        /// The request's id.
+        request_id: u64,
+        /// Messages, oldest first.
+        messages: Vec<ChatMessage>,
+        /// Whether older messages exist.
+        more: bool,
     },
     /// Reply to [`ClientMessage::PublishTrack`].
     TrackPublished {
@@ -422,6 +771,9 @@ pub enum ServerMessage {
     Leave {
         /// Why.
         reason: LeaveReason,
+        /// For people: why a teacher denied or removed it, when one said.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
     },
     /// To a publisher: the simulcast layers of one of its tracks that some subscriber takes.
     /// The publisher may stop encoding the others until they are wanted again (layer 0 is
@@ -440,7 +792,8 @@ pub enum ServerMessage {
         /// Index of the layer, into the track's `layers`.
         layer: u8,
     },
-    /// Another participant muted or unmuted one of its tracks.
+    /// A participant muted or unmuted one of its tracks, or a teacher muted it. Sent to the
+    /// publisher itself too when a teacher muted it (its client then mutes locally).
     TrackMuted {
         /// The publisher.
         participant_id: ParticipantId,
@@ -448,6 +801,10 @@ pub enum ServerMessage {
         track_sid: TrackSid,
         /// Whether it is muted now.
         muted: bool,
+        /// Whether a teacher muted it (the server then forwards nothing of it until it is
+        /// unmuted).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        by_moderator: bool,
     },
 }
 
@@ -484,6 +841,21 @@ pub enum ErrorCode {
     ServerFull,
     /// The connection sends messages faster than the server accepts; the message was dropped.
     RateLimited,
+    /// The request does not fit the participant's or the room's state (admitting someone
+    /// not in the lobby, answering an invitation that was never made).
+    InvalidState,
+    /// The request names a participant who is not in the room.
+    UnknownParticipant,
+    /// The request (server API) names a room the server does not know.
+    UnknownRoom,
+    /// The stage has no room for another student.
+    StageFull,
+    /// The room is locked: it takes no new joins.
+    RoomLocked,
+    /// This identity was removed from the class and may not rejoin it.
+    Removed,
+    /// Chat is off, or this participant may not chat now.
+    ChatDisabled,
     /// The server failed; the request may be retried.
     Internal,
     /// A code this version does not know (sent by a newer server).
@@ -509,6 +881,13 @@ impl ErrorCode {
             ErrorCode::RoomFull => "room_full",
             ErrorCode::ServerFull => "server_full",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::InvalidState => "invalid_state",
+            ErrorCode::UnknownParticipant => "unknown_participant",
+            ErrorCode::UnknownRoom => "unknown_room",
+            ErrorCode::StageFull => "stage_full",
+            ErrorCode::RoomLocked => "room_locked",
+            ErrorCode::Removed => "removed",
+            ErrorCode::ChatDisabled => "chat_disabled",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }
@@ -538,7 +917,9 @@ impl ServerMessage {
             | ServerMessage::TrackPublished { request_id, .. }
             | ServerMessage::PublisherAnswer { request_id, .. }
             | ServerMessage::Ok { request_id }
-            | ServerMessage::Pong { request_id } => Some(*request_id),
+            | ServerMessage::Pong { request_id }
+            | ServerMessage::ChatSent { request_id, .. }
+            | ServerMessage::ChatHistory { request_id, .. } => Some(*request_id),
             ServerMessage::Error { request_id, .. } => *request_id,
             _ => None,
         }
@@ -608,6 +989,7 @@ mod tests {
             participant_id: ParticipantId("PA_1".into()),
             track_sid: TrackSid("TR_1".into()),
             muted: false,
+            by_moderator: false,
         };
         assert_eq!(
             event.to_json(),

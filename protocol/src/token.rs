@@ -12,6 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+use crate::classroom::RoomSettings;
 use crate::signal::TrackSource;
 
 /// Longest identity, room name or API key accepted, in bytes.
@@ -114,7 +115,12 @@ impl Grants {
 }
 
 /// The claims of an Aula access token.
+///
+/// `grants` may be left out of a token: the role's [`Role::default_grants`] apply then. Grants
+/// given in the token replace the defaults whole (a boolean left out of them is `false`, a
+/// missing `publish` is empty), so a backend that writes grants says everything they allow.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "ClaimsOnTheWire")]
 pub struct Claims {
     /// The API key that signed the token.
     pub iss: String,
@@ -133,6 +139,43 @@ pub struct Claims {
     pub iat: u64,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
+    /// The room's classroom settings, for a room this token opens (or one that runs with
+    /// the defaults so far). Absent: a plain call, or whatever the room already runs as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classroom: Option<RoomSettings>,
+}
+
+/// [`Claims`] as a token carries them: `grants` optional.
+#[derive(Deserialize)]
+struct ClaimsOnTheWire {
+    iss: String,
+    sub: String,
+    #[serde(default)]
+    name: Option<String>,
+    room: String,
+    role: Role,
+    #[serde(default)]
+    grants: Option<Grants>,
+    iat: u64,
+    exp: u64,
+    #[serde(default)]
+    classroom: Option<RoomSettings>,
+}
+
+impl From<ClaimsOnTheWire> for Claims {
+    fn from(wire: ClaimsOnTheWire) -> Self {
+        Self {
+            iss: wire.iss,
+            sub: wire.sub,
+            name: wire.name,
+            room: wire.room,
+            grants: wire.grants.unwrap_or_else(|| wire.role.default_grants()),
+            role: wire.role,
+            iat: wire.iat,
+            exp: wire.exp,
+            classroom: wire.classroom,
+        }
+    }
 }
 
 /// Why a token could not be made or was refused.
@@ -176,6 +219,7 @@ impl Claims {
             grants: role.default_grants(),
             iat: now_unix,
             exp: now_unix.saturating_add(ttl_secs),
+            classroom: None,
         }
     }
 
@@ -190,6 +234,11 @@ impl Claims {
                     "display name longer than {MAX_DISPLAY_NAME_BYTES} bytes"
                 )));
             }
+        }
+        if let Some(settings) = &self.classroom {
+            settings
+                .validate()
+                .map_err(|e| TokenError::InvalidClaims(format!("classroom: {e}")))?;
         }
         if self.exp <= self.iat {
             return Err(TokenError::InvalidClaims(
@@ -428,11 +477,56 @@ mod tests {
         }
 
         #[test]
+        fn a_token_without_grants_verifies_with_its_roles_defaults() {
+            let mut header = Header::new(Algorithm::HS256);
+            header.kid = Some("devkey".into());
+            for role in [Role::Teacher, Role::Student, Role::Observer] {
+                let payload = serde_json::json!({
+                    "iss": "devkey", "sub": "s1", "room": "r1", "role": role,
+                    "iat": 1_000, "exp": 2_000,
+                });
+                let token = jsonwebtoken::encode(
+                    &header,
+                    &payload,
+                    &EncodingKey::from_secret(b"devsecret"),
+                )
+                .unwrap();
+                let claims = Claims::verify(&token, secret_for, 1_500).unwrap();
+                assert_eq!(claims.grants, role.default_grants(), "{role}");
+            }
+        }
+
+        #[test]
         fn a_signed_token_peeks_to_its_claims() {
             let claims = Claims::new("devkey", "r1", "t1", Role::Teacher, 1_000, 3_600);
             let token = claims.sign("devsecret").unwrap();
             assert_eq!(Claims::peek_unverified(&token).unwrap(), claims);
         }
+    }
+
+    #[test]
+    fn grants_left_out_come_from_the_role_and_given_grants_replace_them_whole() {
+        let base = r#""iss":"k","sub":"s1","room":"r1","iat":1,"exp":2"#;
+        let without: Claims =
+            serde_json::from_str(&format!(r#"{{{base},"role":"student"}}"#)).unwrap();
+        assert_eq!(without.grants, Role::Student.default_grants());
+        let given: Claims = serde_json::from_str(&format!(
+            r#"{{{base},"role":"teacher","grants":{{"publish":["microphone"]}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            given.grants,
+            Grants {
+                publish: vec![TrackSource::Microphone],
+                subscribe: false,
+                whiteboard_write: false,
+                room_admin: false,
+            }
+        );
+        // Serializing writes grants out, so a round trip keeps them.
+        let json = serde_json::to_string(&without).unwrap();
+        assert!(json.contains("\"grants\""));
+        assert_eq!(serde_json::from_str::<Claims>(&json).unwrap(), without);
     }
 
     #[test]

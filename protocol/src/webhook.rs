@@ -66,6 +66,26 @@ pub enum WebhookEventKind {
         /// The track.
         track: TrackInfo,
     },
+    /// A teacher (or the server API) let a participant in from the lobby.
+    ParticipantAdmitted {
+        /// Who, now in the audience or on stage.
+        participant: ParticipantInfo,
+    },
+    /// A participant went on stage or left it.
+    StageChanged {
+        /// Who, with its new placement.
+        participant: ParticipantInfo,
+    },
+    /// A teacher (or the server API) removed a participant from the class.
+    ParticipantRemoved {
+        /// Who.
+        participant: ParticipantInfo,
+    },
+    /// A teacher (or the server API) ended the class.
+    ClassEnded {
+        /// The class number that ended.
+        class: u64,
+    },
 }
 
 impl WebhookEventKind {
@@ -78,6 +98,10 @@ impl WebhookEventKind {
             WebhookEventKind::ParticipantLeft { .. } => "participant_left",
             WebhookEventKind::TrackPublished { .. } => "track_published",
             WebhookEventKind::TrackUnpublished { .. } => "track_unpublished",
+            WebhookEventKind::ParticipantAdmitted { .. } => "participant_admitted",
+            WebhookEventKind::StageChanged { .. } => "stage_changed",
+            WebhookEventKind::ParticipantRemoved { .. } => "participant_removed",
+            WebhookEventKind::ClassEnded { .. } => "class_ended",
         }
     }
 }

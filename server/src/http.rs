@@ -32,6 +32,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/", get(browser_page))
         .route("/aula.js", get(browser_script))
+        .nest(aula_protocol::api::API_PREFIX, crate::api::routes())
         .with_state(state)
 }
 

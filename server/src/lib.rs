@@ -5,6 +5,8 @@
 //! and benchmarks start it in-process.
 #![deny(missing_docs)]
 
+mod api;
+pub mod classroom;
 pub mod config;
 mod http;
 pub mod limits;
@@ -14,6 +16,7 @@ mod room;
 mod session;
 pub mod sfu;
 mod state;
+pub mod storage;
 pub mod tcp_mux;
 pub mod udp_mux;
 pub mod webhooks;
@@ -55,6 +58,9 @@ pub enum ServerError {
     /// The whiteboard store could not be opened.
     #[error("cannot open the whiteboard store: {0}")]
     Store(#[from] whiteboard::StoreError),
+    /// The server's database could not be opened.
+    #[error("cannot open the server's database: {0}")]
+    Storage(#[from] storage::StorageError),
 }
 
 /// The server entry point.
@@ -91,10 +97,10 @@ impl Server {
             addr: rtc_bind,
             source,
         })?;
-        let store = match &config.data_dir {
-            Some(dir) => whiteboard::Store::open(dir)?,
-            None => whiteboard::Store::in_memory()?,
-        };
+        let database = storage::open_database(config.data_dir.as_deref())?;
+        let store = whiteboard::Store::with_database(Arc::clone(&database))?;
+        let classroom_store: Arc<dyn storage::Storage> =
+            Arc::new(storage::RedbStorage::new(database)?);
         let (shutdown, _) = watch::channel(false);
         let metrics = Arc::new(metrics::Metrics::default());
         let signing = config
@@ -113,7 +119,7 @@ impl Server {
         )?);
         let state = Arc::new(ServerState {
             keys: config.keys.clone(),
-            rooms: room::Rooms::new(Arc::clone(&webhooks)),
+            rooms: room::Rooms::new(Arc::clone(&webhooks), classroom_store, Arc::clone(&metrics)),
             webhooks,
             mux: Arc::clone(&mux),
             shutdown,

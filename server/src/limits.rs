@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A token bucket: `rate` messages per second on average, bursts of up to `burst`.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct MessageRate {
     rate: f64,
     burst: f64,

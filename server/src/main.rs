@@ -1,5 +1,6 @@
 //! `aula-server`: signaling and SFU for Aula classrooms.
 
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -139,7 +140,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         server.announced_rtc_addr()
     );
     if effective.dev && effective.server.keys.contains_key(DEV_API_KEY) {
-        print_demo_room(&server.ws_url())?;
+        print_demo_room(server.http_addr())?;
     }
     wait_for_signal().await?;
     tracing::info!("shutting down");
@@ -147,10 +148,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// In dev mode, prints ready-to-use tokens and join commands for the room `demo`.
-fn print_demo_room(url: &str) -> anyhow::Result<()> {
-    let now = unix_now();
-    println!("demo room \"demo\" (tokens valid 24 h):");
+/// In dev mode, prints ready-to-use tokens for the room `demo`: per participant, an `aula join`
+/// command and a link that joins from a browser.
+fn print_demo_room(http_addr: SocketAddr) -> anyhow::Result<()> {
+    print!("{}", demo_room(http_addr, unix_now())?);
+    Ok(())
+}
+
+/// The text [`print_demo_room`] prints, with tokens issued at `now` (Unix seconds).
+fn demo_room(http_addr: SocketAddr, now: u64) -> anyhow::Result<String> {
+    let mut text = String::from(
+        "demo room \"demo\" (tokens valid 24 h): paste a command into a terminal, or open a link \
+         in a browser\n",
+    );
     for (identity, role) in [
         ("teacher", Role::Teacher),
         ("student-1", Role::Student),
@@ -159,9 +169,16 @@ fn print_demo_room(url: &str) -> anyhow::Result<()> {
         let token = Claims::new(DEV_API_KEY, "demo", identity, role, now, 24 * 3600)
             .sign(DEV_API_SECRET)
             .context("minting a demo token")?;
-        println!("  {identity}: cargo run --release -p aula -- join --url {url} --token {token}");
+        // A token is three base64url parts joined by dots: nothing in it needs escaping in a URL.
+        // (Writing to a String cannot fail.)
+        let _ = writeln!(text, "  {identity}:");
+        let _ = writeln!(
+            text,
+            "    cargo run --release -p aula -- join --url ws://{http_addr} --token {token}"
+        );
+        let _ = writeln!(text, "    http://{http_addr}/?token={token}");
     }
-    Ok(())
+    Ok(text)
 }
 
 fn init_logging(format: &str) -> anyhow::Result<()> {
@@ -186,4 +203,45 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = terminate.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_room_has_a_join_command_and_a_browser_link_per_participant() {
+        let addr: SocketAddr = "127.0.0.1:7880".parse().unwrap();
+        let now = unix_now();
+        let text = demo_room(addr, now).unwrap();
+        for identity in ["teacher", "student-1", "student-2"] {
+            let block: Vec<&str> = text
+                .lines()
+                .skip_while(|l| l.trim() != format!("{identity}:"))
+                .skip(1)
+                .take(2)
+                .map(str::trim)
+                .collect();
+            let [command, link] = block[..] else {
+                panic!("{identity} has a command and a link: {text}");
+            };
+            let command_token = command
+                .strip_prefix(
+                    "cargo run --release -p aula -- join --url ws://127.0.0.1:7880 --token ",
+                )
+                .unwrap_or_else(|| panic!("a join command: {command}"));
+            let link_token = link
+                .strip_prefix("http://127.0.0.1:7880/?token=")
+                .unwrap_or_else(|| panic!("a browser link: {link}"));
+            assert_eq!(command_token, link_token);
+            let claims = Claims::verify(
+                link_token,
+                |key| (key == DEV_API_KEY).then_some(DEV_API_SECRET),
+                now,
+            )
+            .expect("the dev key signed it");
+            assert_eq!(claims.room, "demo");
+            assert_eq!(claims.sub, identity);
+        }
+    }
 }

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use aula_protocol::signal::LeaveReason;
 use aula_protocol::{
-    ClientMessage, ErrorCode, IceCandidate, MediaKind, ParticipantId, ParticipantInfo, PeerRole,
-    ServerMessage, TokenError, TrackInfo, TrackSid, TrackSource, VideoLayer,
-    MAX_SIGNAL_MESSAGE_BYTES, MAX_VIDEO_LAYERS, PROTOCOL_VERSION,
+    ClientMessage, ErrorCode, IceCandidate, MediaKind, ParticipantId, PeerRole, ServerMessage,
+    TokenError, TrackInfo, TrackSid, TrackSource, VideoLayer, MAX_SIGNAL_MESSAGE_BYTES,
+    MAX_VIDEO_LAYERS, PROTOCOL_VERSION,
 };
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures::{SinkExt, StreamExt};
@@ -17,16 +17,15 @@ use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::TrackRemote;
 use webrtc::peer_connection::{PeerConnectionEventHandler, RTCIceGatheringState};
 
+use crate::classroom::Joiner;
 use crate::limits::{burst_for, MessageRate};
 use crate::outbox::Outbox;
-use crate::room::{Participant, Room};
+use crate::room::{Link, Room, SessionControl};
 use crate::sfu::{GatherSignal, PublishedTrack, ServerPeer, Subscriber};
 use crate::state::ServerState;
 
 /// How long a new connection may take to send `join`.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most tracks one participant may have announced or published at once.
-const MAX_TRACKS_PER_PARTICIPANT: usize = 8;
 /// Longest client track id accepted.
 const MAX_CID_BYTES: usize = 64;
 
@@ -73,27 +72,21 @@ pub async fn run(socket: WebSocket, server: Arc<ServerState>) {
         let _ = writer.await;
         return;
     };
-    // A participant that will receive tracks gets its subscriber connection now, so it is up
-    // by the time the first track arrives.
-    let participant = &session.participant;
-    if participant.auto_subscribe && participant.grants.subscribe {
-        if let Err(err) = participant.subscriber.open().await {
-            tracing::warn!(participant = %participant.id(), error = %err, "subscriber connection not opened early");
-        }
-    }
-    session
-        .whiteboard
-        .attach(
-            &server,
-            &session.room.info.name,
-            wb_tx,
-            Arc::clone(&overflowed),
-        )
-        .await;
-
     let mut shutdown = server.shutdown.subscribe();
     let reason = loop {
         tokio::select! {
+            // The room's instructions first: they were queued before anything the client
+            // could send in reaction (a board attached on admission comes before the
+            // client's first board frame).
+            biased;
+            Some(control) = session.control.recv() => {
+                if let Some(reason) = session
+                    .on_control(control, &server, &wb_tx, &overflowed)
+                    .await
+                {
+                    break reason;
+                }
+            }
             incoming = stream.next() => match incoming {
                 Some(Ok(message)) => {
                     if let Some(reason) = session.on_ws_message(message).await {
@@ -103,14 +96,10 @@ pub async fn run(socket: WebSocket, server: Arc<ServerState>) {
                 _ => break LeaveReason::ConnectionLost,
             },
             Some(event) = session.peer_events.recv() => session.on_peer_event(event).await,
-            _ = session.participant.kicked.notified() => {
-                outbox.send(ServerMessage::Leave { reason: LeaveReason::DuplicateIdentity });
-                break LeaveReason::DuplicateIdentity;
-            }
             _ = overflowed.notified() => break LeaveReason::ConnectionLost,
             // `wait_for` also sees a shutdown that began before this session subscribed.
             _ = async { shutdown.wait_for(|stopping| *stopping).await.map(drop) } => {
-                outbox.send(ServerMessage::Leave { reason: LeaveReason::ServerShutdown });
+                outbox.send(ServerMessage::Leave { reason: LeaveReason::ServerShutdown, message: None });
                 break LeaveReason::ServerShutdown;
             }
         }
@@ -269,53 +258,44 @@ async fn join(
         ));
     }
     let id = ParticipantId::from_counter(server.rooms.next_counter());
-    let info = ParticipantInfo {
+    let subscriber = Arc::new(Subscriber::new(
+        id.clone(),
+        Arc::clone(&server.mux),
+        outbox.clone(),
+        Arc::clone(&server.metrics),
+    ));
+    let (control_tx, control) = mpsc::unbounded_channel();
+    let link = Link::new(outbox.clone(), control_tx, Arc::clone(&subscriber));
+    let starter = link.starter();
+    let joiner = Joiner {
         id: id.clone(),
         identity: claims.sub.clone(),
         name: claims.name.clone().unwrap_or_else(|| claims.sub.clone()),
         role: claims.role,
-        tracks: Vec::new(),
-    };
-    let participant = Arc::new(Participant::new(
-        info,
-        claims.grants.clone(),
+        grants: claims.grants.clone(),
         auto_subscribe,
-        outbox.clone(),
-        Subscriber::new(
-            id.clone(),
-            Arc::clone(&server.mux),
-            outbox.clone(),
-            Arc::clone(&server.metrics),
-        ),
-    ));
-    let (room, others) = server
+        classroom: claims.classroom.clone(),
+    };
+    // `joined` goes out first. The subscriber connection offers only once started below, so
+    // its first offer follows `joined` and carries the subscriptions the join made.
+    let room = server
         .rooms
-        .join(room_name, Arc::clone(&participant), &server.limits)
+        .join(room_name, joiner, link, request_id, &server.limits)
         .await
-        .map_err(|code| {
-            let reason = match code {
-                ErrorCode::RoomFull => "the room is full",
-                ErrorCode::ServerFull => "the server opens no more rooms",
-                _ => "could not join the room",
-            };
-            (code, reason.to_owned())
-        })?;
+        .map_err(|refusal| (refusal.code, refusal.message))?;
     tracing::info!(room = room_name, participant = %id, role = %claims.role, "participant joined");
     server.metrics.joins.inc();
-    outbox.send(ServerMessage::Joined {
-        request_id,
-        protocol_version: PROTOCOL_VERSION,
-        server_version: env!("CARGO_PKG_VERSION").to_owned(),
-        room: room.info.clone(),
-        participant: participant.snapshot(),
-        participants: others,
-    });
+    // A participant that will receive tracks gets its subscriber connection now even in an
+    // empty room, so that it is up by the time the first track arrives.
+    starter.start(auto_subscribe && claims.grants.subscribe);
     let (peer_events_tx, peer_events) = mpsc::channel(64);
     Ok(Session {
         server: Arc::clone(server),
         room,
-        participant,
+        id,
+        subscriber,
         outbox: outbox.clone(),
+        control,
         publisher: None,
         announced: HashMap::new(),
         layered: HashMap::new(),
@@ -355,8 +335,10 @@ impl PeerConnectionEventHandler for PublisherEvents {
 struct Session {
     server: Arc<ServerState>,
     room: Arc<Room>,
-    participant: Arc<Participant>,
+    id: ParticipantId,
+    subscriber: Arc<Subscriber>,
     outbox: Outbox,
+    control: mpsc::UnboundedReceiver<SessionControl>,
     publisher: Option<ServerPeer>,
     /// Tracks announced with `publish_track` whose media has not arrived yet, by client id.
     announced: HashMap<String, TrackInfo>,
@@ -375,7 +357,11 @@ impl Session {
     async fn on_ws_message(&mut self, message: Message) -> Option<LeaveReason> {
         if let Message::Binary(bytes) = message {
             // Whiteboard frames have their own rate limit (strokes stream many per second).
-            self.whiteboard.on_frame(&bytes).await;
+            if self.whiteboard.is_attached() {
+                self.whiteboard.on_frame(&bytes).await;
+            } else {
+                self.whiteboard.refuse();
+            }
             return None;
         }
         if !matches!(message, Message::Close(_)) && !self.rate.allow(Instant::now()) {
@@ -420,23 +406,12 @@ impl Session {
                 height,
                 layers,
             } => {
-                if !self.participant.grants.can_publish(source) {
-                    return Err((
-                        ErrorCode::PermissionDenied,
-                        format!("the token does not grant publishing {source:?}"),
-                    ));
-                }
                 if cid.is_empty() || cid.len() > MAX_CID_BYTES || self.announced.contains_key(&cid)
                 {
                     return Err((
                         ErrorCode::InvalidRequest,
                         "cid must be unique, non-empty and at most 64 bytes".into(),
                     ));
-                }
-                if self.announced.len() + self.participant.published().len()
-                    >= MAX_TRACKS_PER_PARTICIPANT
-                {
-                    return Err((ErrorCode::InvalidRequest, "too many tracks".into()));
                 }
                 check_layers(source, &layers)?;
                 let track = TrackInfo {
@@ -449,24 +424,16 @@ impl Session {
                     layers,
                     muted: false,
                 };
+                self.room
+                    .announce_track(&self.id, track.clone())
+                    .await
+                    .map_err(|refusal| (refusal.code, refusal.message))?;
                 self.announced.insert(cid.clone(), track.clone());
                 self.outbox.send(ServerMessage::TrackPublished {
                     request_id: id,
                     cid,
                     track,
                 });
-                Ok(())
-            }
-            ClientMessage::UnpublishTrack { id, sid } => {
-                let before = self.announced.len();
-                self.announced.retain(|_, t| t.sid != sid);
-                self.layered.retain(|_, t| t.info.sid != sid);
-                let existed = self.room.unpublish(&self.participant, &sid).await
-                    || self.announced.len() != before;
-                if !existed {
-                    return Err((ErrorCode::UnknownTrack, format!("no track {sid}")));
-                }
-                self.outbox.send(ServerMessage::Ok { request_id: id });
                 Ok(())
             }
             ClientMessage::PublisherOffer { id, sdp } => {
@@ -499,8 +466,7 @@ impl Session {
                 Ok(())
             }
             ClientMessage::SubscriberAnswer { id, sdp } => {
-                self.participant
-                    .subscriber
+                self.subscriber
                     .on_answer(sdp)
                     .await
                     .map_err(|e| (ErrorCode::InvalidRequest, e.to_string()))?;
@@ -519,7 +485,6 @@ impl Session {
                         None => Err("no publisher connection yet".into()),
                     },
                     PeerRole::Subscriber => self
-                        .participant
                         .subscriber
                         .add_ice_candidate(init)
                         .await
@@ -527,31 +492,8 @@ impl Session {
                 };
                 result.map_err(|e| (ErrorCode::InvalidRequest, format!("candidate refused: {e}")))
             }
-            ClientMessage::UpdateSubscription {
-                id,
-                track_sids,
-                subscribe,
-            } => {
-                if subscribe && !self.participant.grants.subscribe {
-                    return Err((
-                        ErrorCode::PermissionDenied,
-                        "the token does not grant subscribing".into(),
-                    ));
-                }
-                self.room
-                    .update_subscription(&self.participant, &track_sids, subscribe)
-                    .await
-                    .map_err(|code| (code, "subscription update failed".into()))?;
-                self.outbox.send(ServerMessage::Ok { request_id: id });
-                Ok(())
-            }
             ClientMessage::LayersActive { sid, layers } => {
-                match self
-                    .participant
-                    .published()
-                    .into_iter()
-                    .find(|t| t.info.sid == sid)
-                {
+                match self.layered.values().find(|t| t.info.sid == sid) {
                     Some(track) => {
                         track.set_sent_layers(&layers);
                         Ok(())
@@ -568,32 +510,53 @@ impl Session {
                 self.outbox.send(ServerMessage::Pong { request_id: id });
                 Ok(())
             }
-            ClientMessage::SetTrackMuted { id, sid, muted } => {
-                // A track still waiting for its media takes the flag with it when it starts.
-                let announced = self.announced.values_mut().find(|t| t.sid == sid);
-                let known = match announced {
-                    Some(track) => {
-                        track.muted = muted;
-                        true
-                    }
-                    None => {
-                        self.room
-                            .set_track_muted(&self.participant, &sid, muted)
-                            .await
-                    }
-                };
-                if !known {
-                    return Err((ErrorCode::UnknownTrack, format!("no track {sid}")));
-                }
-                self.outbox.send(ServerMessage::Ok { request_id: id });
-                Ok(())
-            }
             ClientMessage::Leave { id } => {
                 self.outbox.send(ServerMessage::Ok { request_id: id });
                 Ok(())
             }
-            _ => Err((ErrorCode::MalformedMessage, "unsupported message".into())),
+            // Everything else is the room's: tracks, subscriptions, the classroom, chat.
+            other => {
+                if self.room.request(&self.id, other).await {
+                    Ok(())
+                } else {
+                    Err((ErrorCode::MalformedMessage, "unsupported message".into()))
+                }
+            }
         }
+    }
+
+    /// Carries out what the room tells this session; returns a reason when it must end.
+    async fn on_control(
+        &mut self,
+        control: SessionControl,
+        server: &Arc<ServerState>,
+        wb_tx: &mpsc::Sender<Vec<u8>>,
+        overflowed: &Arc<tokio::sync::Notify>,
+    ) -> Option<LeaveReason> {
+        match control {
+            SessionControl::End(reason) => return Some(reason),
+            SessionControl::Board(access) => {
+                if access.attached && !self.whiteboard.is_attached() {
+                    self.whiteboard
+                        .attach(
+                            server,
+                            &self.room.info.name,
+                            wb_tx.clone(),
+                            Arc::clone(overflowed),
+                        )
+                        .await;
+                } else if !access.attached && self.whiteboard.is_attached() {
+                    self.whiteboard.detach().await;
+                }
+                self.whiteboard.set_access(access.write, access.admin);
+            }
+            SessionControl::TrackEnded(sid) => {
+                self.announced.retain(|_, t| t.sid != sid);
+                self.layered.retain(|_, t| t.info.sid != sid);
+                self.sent_layers.remove(&sid);
+            }
+        }
+        None
     }
 
     async fn on_peer_event(&mut self, event: PeerEvent) {
@@ -619,17 +582,17 @@ impl Session {
                     return;
                 }
                 let Some(info) = self.announced.remove(&cid) else {
-                    tracing::warn!(participant = %self.participant.id(), "media for a track that was not announced; ignored");
+                    tracing::warn!(participant = %self.id, "media for a track that was not announced; ignored");
                     return;
                 };
                 if usize::from(layer) >= info.layers.len().max(1) {
-                    tracing::warn!(participant = %self.participant.id(), layer, "media for a layer that was not announced; ignored");
+                    tracing::warn!(participant = %self.id, layer, "media for a layer that was not announced; ignored");
                     self.announced.insert(cid, info);
                     return;
                 }
                 let Some(track) = PublishedTrack::start(
                     info,
-                    self.participant.id().clone(),
+                    self.id.clone(),
                     layer,
                     remote,
                     self.server.metrics.keyframe_requests.clone(),
@@ -639,24 +602,20 @@ impl Session {
                 else {
                     return;
                 };
-                if track.layer_count() > 1 {
-                    if let Some(layers) = self.sent_layers.remove(&track.info.sid) {
-                        track.set_sent_layers(&layers);
-                    }
-                    self.layered.insert(cid, Arc::clone(&track));
+                if let Some(layers) = self.sent_layers.remove(&track.info.sid) {
+                    track.set_sent_layers(&layers);
                 }
-                tracing::info!(participant = %self.participant.id(), track = %track.info.sid, kind = %track.info.kind, layers = track.layer_count(), "track published");
-                self.room.publish(&self.participant, track).await;
+                // Kept for later layers to attach to, and for `layers_active`.
+                self.layered.insert(cid, Arc::clone(&track));
+                tracing::info!(participant = %self.id, track = %track.info.sid, kind = %track.info.kind, layers = track.layer_count(), "track published");
+                self.room.track_started(&self.id, track).await;
             }
         }
     }
 
     async fn end(self, reason: LeaveReason) {
-        tracing::info!(participant = %self.participant.id(), ?reason, "participant left");
-        self.server
-            .rooms
-            .leave(&self.room, self.participant.id(), reason)
-            .await;
+        tracing::info!(participant = %self.id, ?reason, "participant left");
+        self.server.rooms.leave(&self.room, &self.id, reason).await;
         if let Some(peer) = self.publisher {
             peer.close(&self.server.metrics).await;
         }

@@ -228,7 +228,9 @@ pub fn stun_local_ufrag(datagram: &[u8]) -> Option<&str> {
 
 /// Rewrites every host candidate in `sdp` to the mux's announced addresses (UDP, and passive
 /// TCP when `announced_tcp` is set), dropping duplicates (a connection may have gathered its
-/// ephemeral port on several interfaces) and active TCP candidates (the server never dials out).
+/// ephemeral port on several interfaces), active TCP candidates (the server never dials out)
+/// and candidates for RTCP's own component (2): the server multiplexes RTCP with RTP
+/// (`a=rtcp-mux`, which WebRTC requires), so only component 1 carries anything.
 pub fn rewrite_candidates(
     sdp: &str,
     announced: SocketAddr,
@@ -241,7 +243,7 @@ pub fn rewrite_candidates(
         if let Some(value) = trimmed.strip_prefix("a=candidate:") {
             let mut fields: Vec<&str> = value.split(' ').collect();
             // foundation component transport priority address port "typ" type ...
-            if fields.len() < 8 {
+            if fields.len() < 8 || fields[1] != "1" {
                 continue;
             }
             let passive_tcp = fields[2].eq_ignore_ascii_case("tcp")
@@ -483,5 +485,22 @@ mod tests {
             "the server never dials out"
         );
         assert_eq!(out.matches("a=candidate:").count(), 2);
+    }
+
+    #[test]
+    fn drops_candidates_of_the_rtcp_component() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtcp-mux\r\n\
+                   a=candidate:1 1 udp 2130706431 127.0.0.1 53211 typ host\r\n\
+                   a=candidate:1 2 udp 2130706430 127.0.0.1 53212 typ host\r\n\
+                   a=candidate:3 1 tcp 1671430143 127.0.0.1 9 typ host tcptype passive\r\n\
+                   a=candidate:3 2 tcp 1671430142 127.0.0.1 9 typ host tcptype passive\r\n";
+        let announced = "203.0.113.7:7881".parse().unwrap();
+        let out = rewrite_candidates(sdp, announced, Some(announced));
+        let components: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("a=candidate:"))
+            .map(|c| c.split(' ').nth(1).unwrap())
+            .collect();
+        assert_eq!(components, ["1", "1"], "{out}");
     }
 }

@@ -17,6 +17,10 @@ const state = {
   subscriber: null,
   joined: false,
   error: null,
+  // The others' sound, one audio element per track; `soundBlocked` while the browser waits for
+  // a click or key press before it lets the page play sound (its autoplay policy).
+  audio: new Set(),
+  soundBlocked: false,
 };
 window.aula = state;
 
@@ -81,7 +85,23 @@ function onMessage(event) {
 function renderStatus() {
   if (!state.joined) return;
   const names = [...state.participants.values()].map((p) => p.name).join(', ') || 'nobody else';
-  status(`In room ${state.room} as ${state.me.name}. With: ${names}.`);
+  const sound = state.soundBlocked ? ' Click anywhere on the page to hear them.' : '';
+  status(`In room ${state.room} as ${state.me.name}. With: ${names}.${sound}`);
+}
+
+function playAudio(audio) {
+  audio.play().catch((err) => {
+    if (err.name !== 'NotAllowedError') return;
+    state.soundBlocked = true;
+    renderStatus();
+  });
+}
+
+function resumeSound() {
+  if (!state.soundBlocked) return;
+  state.soundBlocked = false;
+  for (const audio of state.audio) playAudio(audio);
+  renderStatus();
 }
 
 function fail(err) {
@@ -100,22 +120,29 @@ function preferH264(transceiver) {
   if (h264.length) transceiver.setCodecPreferences([...h264, ...rest]);
 }
 
-function addVideo(participantId, trackSid, stream, label, muted) {
+function addVideo(participantId, trackSid, stream, label) {
   let figure = document.querySelector(`figure[data-track="${trackSid}"]`);
   if (!figure) {
     figure = document.createElement('figure');
     figure.dataset.participant = participantId;
     figure.dataset.track = trackSid;
     const video = document.createElement('video');
+    // Always muted (sound plays through its own audio elements): browsers let a muted video
+    // start by itself, so a page opened with `?token=` shows the others before any click.
+    video.muted = true;
+    video.setAttribute('muted', '');
     video.autoplay = true;
     video.playsInline = true;
-    video.muted = muted;
+    video.setAttribute('playsinline', '');
     const caption = document.createElement('figcaption');
     caption.textContent = label;
     figure.append(video, caption);
     $('grid').append(figure);
   }
-  figure.querySelector('video').srcObject = stream;
+  const video = figure.querySelector('video');
+  video.srcObject = stream;
+  // (A newer source replacing this one rejects the older play(); nothing to report.)
+  video.play().catch(() => {});
 }
 
 async function waitForCandidates(pc) {
@@ -148,20 +175,39 @@ async function publish(stream) {
   await pc.setRemoteDescription({ type: 'answer', sdp: answer.sdp });
 }
 
+// The participant and track a subscriber section carries: its `a=msid:<participant> <track>`
+// in the latest offer. (A section whose track ended is reused for the next track of its kind,
+// while a browser keeps the receiving track object, and its id, from the section's first use.)
+function msidOf(sdp, mid) {
+  for (const section of sdp.split(/\r?\nm=/).slice(1)) {
+    const lines = section.split(/\r?\n/);
+    if (!lines.includes(`a=mid:${mid}`)) continue;
+    const msid = lines.find((l) => l.startsWith('a=msid:'));
+    if (msid) {
+      const [participantId, trackSid] = msid.slice('a=msid:'.length).split(' ');
+      return { participantId, trackSid };
+    }
+  }
+  return null;
+}
+
 async function answerSubscriber(sdp) {
   if (!state.subscriber) {
     const pc = new RTCPeerConnection();
     pc.ontrack = (event) => {
-      const stream = event.streams[0] || new MediaStream([event.track]);
-      const participantId = stream.id;
-      const trackSid = event.track.id;
+      const origin = msidOf(pc.remoteDescription.sdp, event.transceiver.mid);
+      const stream = new MediaStream([event.track]);
+      const participantId = origin ? origin.participantId : (event.streams[0] || stream).id;
+      const trackSid = origin ? origin.trackSid : event.track.id;
       const who = state.participants.get(participantId);
       if (event.track.kind === 'video') {
-        addVideo(participantId, trackSid, stream, who ? who.name : participantId, false);
+        addVideo(participantId, trackSid, stream, who ? who.name : participantId);
       } else {
         const audio = new Audio();
-        audio.autoplay = true;
-        audio.srcObject = stream;
+        audio.srcObject = new MediaStream([event.track]);
+        state.audio.add(audio);
+        event.track.addEventListener('ended', () => state.audio.delete(audio));
+        playAudio(audio);
       }
     };
     state.subscriber = pc;
@@ -196,7 +242,7 @@ async function join(token, withMedia) {
     const stream = await navigator.mediaDevices.getUserMedia({
       video: { width: 640, height: 360 }, audio: true,
     });
-    addVideo(state.me.id, 'local', stream, `${state.me.name} (you)`, true);
+    addVideo(state.me.id, 'local', stream, `${state.me.name} (you)`);
     await publish(stream);
   }
 }
@@ -207,6 +253,9 @@ async function leave() {
   state.ws.close();
   for (const pc of [state.publisher, state.subscriber]) if (pc) pc.close();
   state.publisher = state.subscriber = null;
+  for (const audio of state.audio) audio.srcObject = null;
+  state.audio.clear();
+  state.soundBlocked = false;
   state.joined = false;
   $('grid').replaceChildren();
   $('leave').disabled = true;
@@ -219,6 +268,8 @@ $('join').addEventListener('submit', (event) => {
   join(form.get('token').trim(), form.get('publish') === 'on').catch(fail);
 });
 $('leave').addEventListener('click', () => leave().catch(fail));
+document.addEventListener('pointerdown', resumeSound);
+document.addEventListener('keydown', resumeSound);
 
 // `?token=...` joins at once (links handed out by a backend, and the browser tests).
 const params = new URLSearchParams(location.search);

@@ -1,5 +1,6 @@
 //! A browser joins through the server's page (headless Chromium, fake camera) and exchanges
-//! H.264 video with an Aula core participant.
+//! H.264 video with an Aula core participant. The page, opened with `?token=`, shows the remote
+//! video by itself: Chromium runs with its default autoplay policy and nobody clicks.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,7 +12,7 @@ use aula_protocol::token::unix_now;
 use aula_protocol::{Claims, MediaKind, Role};
 use aula_server::{Server, ServerConfig, DEV_API_KEY, DEV_API_SECRET};
 
-mod support;
+use crate::support;
 
 fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser")
@@ -19,6 +20,7 @@ fn browser_dir() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_and_a_core_participant_see_each_other() {
+    let _suite = support::shared().await;
     let dir = browser_dir();
     assert!(
         dir.join("node_modules/playwright-core").exists(),
@@ -103,6 +105,18 @@ async fn a_browser_and_a_core_participant_see_each_other() {
     assert_eq!(stats["inbound"]["width"], 640, "{stats}");
     assert!(
         stats["inbound"]["frames"].as_u64().unwrap() >= 30,
+        "{stats}"
+    );
+    // The page shows it: the remote video element plays without a user gesture and draws the
+    // teacher's picture (a gradient, mostly lit), not a black tile.
+    assert_eq!(stats["user_activation"], false, "{stats}");
+    assert_eq!(stats["remote_video"]["paused"], false, "{stats}");
+    assert!(
+        stats["remote_video"]["current_time"].as_f64().unwrap() >= 1.0,
+        "{stats}"
+    );
+    assert!(
+        stats["remote_video"]["lit"].as_f64().unwrap() >= 0.2,
         "{stats}"
     );
     // The core participant decoded the browser's H.264 camera.

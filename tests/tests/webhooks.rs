@@ -11,7 +11,7 @@ use aula_server::{Server, ServerConfig, DEV_API_KEY, DEV_API_SECRET};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 
-mod support;
+use crate::support;
 use support::{http_get, publish_camera, token};
 
 /// What the endpoint saw: every attempt's headers and body.
@@ -70,6 +70,7 @@ fn accepted_events(received: &Mutex<Received>) -> Vec<WebhookEvent> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_class_reaches_the_endpoint_as_signed_events_in_order() {
+    let _suite = support::shared().await;
     let received = Arc::new(Mutex::new(Received {
         refuse: 1, // the first attempt fails: the event must still arrive, once
         ..Received::default()
@@ -153,5 +154,87 @@ async fn a_class_reaches_the_endpoint_as_signed_events_in_order() {
         events.len()
     );
     assert!(metrics.contains(&delivered), "{delivered} in\n{metrics}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_class_tells_the_backend_who_was_admitted_staged_removed_and_when_it_ended() {
+    let _suite = support::shared().await;
+    let received = Arc::new(Mutex::new(Received::default()));
+    let url = start_endpoint(Arc::clone(&received)).await;
+    let server = Server::start(ServerConfig {
+        webhook_urls: vec![url],
+        ..ServerConfig::dev(0, 0)
+    })
+    .await
+    .unwrap();
+    let settings = aula_protocol::RoomSettings {
+        mode: aula_protocol::RoomMode::Class,
+        lobby: true,
+        ..aula_protocol::RoomSettings::default()
+    };
+    let class_token = |identity: &str, role: Role| {
+        let mut claims =
+            aula_protocol::Claims::new(DEV_API_KEY, "hooked", identity, role, unix_now(), 600);
+        claims.classroom = Some(settings.clone());
+        claims.sign(DEV_API_SECRET).unwrap()
+    };
+    let ws = server.ws_url();
+    let (teacher, _t) = Room::connect(
+        &ws,
+        &class_token("t1", Role::Teacher),
+        RoomOptions::default(),
+    )
+    .await
+    .unwrap();
+    let (student, mut events) = Room::connect(
+        &ws,
+        &class_token("s1", Role::Student),
+        RoomOptions::default(),
+    )
+    .await
+    .unwrap();
+    let id = student.local_participant().id;
+    teacher.admit(&id).await.unwrap();
+    teacher.invite_to_stage(&id).await.unwrap();
+    // Answer once the invitation has arrived.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !matches!(
+            events.recv().await,
+            Some(aula_core::RoomEvent::StageInvitation { .. })
+        ) {}
+    })
+    .await
+    .expect("invited");
+    student.answer_stage_invitation(true).await.unwrap();
+    teacher.remove_participant(&id, "").await.unwrap();
+    teacher.end_class().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !accepted_events(&received)
+        .iter()
+        .any(|e| e.kind.name() == "class_ended")
+    {
+        assert!(Instant::now() < deadline, "no class_ended event");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = accepted_events(&received);
+    let names: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
+    let position = |name: &str| {
+        names
+            .iter()
+            .position(|n| *n == name)
+            .unwrap_or_else(|| panic!("no {name} in {names:?}"))
+    };
+    assert!(position("participant_admitted") < position("stage_changed"));
+    assert!(position("stage_changed") < position("participant_removed"));
+    assert!(position("participant_removed") < position("class_ended"));
+    let staged = events.iter().find_map(|e| match &e.kind {
+        WebhookEventKind::StageChanged { participant } => Some(participant.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        staged.map(|p| (p.identity, p.placement)),
+        Some(("s1".to_owned(), aula_protocol::Placement::Stage))
+    );
     server.shutdown().await;
 }

@@ -270,7 +270,7 @@ impl RoomUpdate {
             RoomEvent::Reconnected { after } => RoomUpdate::Reconnected {
                 after_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
             },
-            RoomEvent::Disconnected { reason } => RoomUpdate::Disconnected {
+            RoomEvent::Disconnected { reason, .. } => RoomUpdate::Disconnected {
                 client_request: matches!(reason, DisconnectReason::ClientRequest),
                 reason: reason.to_string(),
             },

@@ -3,10 +3,12 @@
 
 mod app_source;
 pub mod bandwidth;
+mod classroom;
 mod degradation;
 mod mute;
 mod peer;
 mod publish;
+pub mod reconnect;
 mod simulcast;
 mod sinks;
 mod subscribe;
@@ -19,8 +21,9 @@ use std::time::{Duration, Instant};
 
 use aula_protocol::signal::LeaveReason;
 use aula_protocol::{
-    Claims, ClientMessage, ErrorCode, MediaKind, ParticipantId, ParticipantInfo, RoomInfo,
-    ServerMessage, TrackInfo, TrackSid, TrackSource, VideoLayer, PROTOCOL_VERSION,
+    ChatMessage, Claims, ClassroomState, ClientMessage, ErrorCode, MediaKind, ParticipantId,
+    ParticipantInfo, Permissions, Placement, RoomInfo, ServerMessage, TrackInfo, TrackSid,
+    TrackSource, VideoLayer, PROTOCOL_VERSION,
 };
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use tokio::sync::mpsc;
@@ -32,6 +35,7 @@ pub use app_source::{
     app_video_source, i420_from_buffer, nv12_to_i420, AppFeedStats, AppVideoFeed, AppVideoSource,
     EncodedVideoFeed, KeyframeRequestHandler, PushOutcome,
 };
+pub use classroom::{ChatDraft, ClassroomView, KEPT_CHAT};
 pub use publish::{AudioSource, VideoSource, H264_FMTP};
 pub use sinks::{AudioSink, VideoSink};
 
@@ -41,6 +45,7 @@ use crate::stats::{PublishedStats, ReceivedStats, RecoveryStats};
 use aula_transport::nack::NackStats;
 use peer::{ClientPeer, PeerEvent};
 use publish::LocalPublication;
+use reconnect::{ReconnectPolicy, Retry};
 use subscribe::{RemoteSubscription, TrackOrigin};
 
 /// Room failures, as the public API reports them.
@@ -212,8 +217,12 @@ pub enum RoomEvent {
     Disconnected {
         /// Why.
         reason: DisconnectReason,
+        /// What a teacher said when denying or removing it, if anything.
+        message: Option<String>,
     },
-    /// Someone muted or unmuted a track (its media keeps flowing: black video, silence).
+    /// Someone muted or unmuted a track (its media keeps flowing: black video, silence). A
+    /// teacher may mute this client's own tracks: then `participant_id` is this client's, and
+    /// the track is muted locally already.
     TrackMuted {
         /// The publisher.
         participant_id: ParticipantId,
@@ -221,6 +230,44 @@ pub enum RoomEvent {
         track_sid: TrackSid,
         /// Whether it is muted now.
         muted: bool,
+        /// Whether a teacher muted it.
+        by_moderator: bool,
+    },
+    /// A teacher let this client in from the lobby: the participants, their tracks and the
+    /// chat are known now ([`Room::remote_participants`], [`Room::classroom`]).
+    Admitted,
+    /// A participant's placement, raised hand or co-teacher flag changed (this client's own
+    /// too).
+    ParticipantUpdated(ParticipantInfo),
+    /// The room's classroom state changed (settings, lock, spotlight, hands, teacher present).
+    ClassroomChanged(ClassroomState),
+    /// What this client may do changed (it went on or off stage, a teacher changed it).
+    PermissionsChanged(Permissions),
+    /// A teacher invites this client to the stage; answer with
+    /// [`Room::answer_stage_invitation`].
+    StageInvitation {
+        /// The teacher.
+        from: ParticipantId,
+    },
+    /// (Teachers) A student answered a stage invitation.
+    StageInvitationAnswered {
+        /// The student.
+        participant_id: ParticipantId,
+        /// Whether it went on stage.
+        accepted: bool,
+    },
+    /// A chat message arrived (not this client's own, which [`Room::send_chat`] returns).
+    ChatReceived(ChatMessage),
+    /// A chat message was deleted.
+    ChatDeleted {
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// The server ended one of this client's tracks: it left the stage, or a teacher stopped
+    /// its screen share. Its encoder has stopped; publish again once permitted.
+    LocalTrackEnded {
+        /// The track.
+        track_sid: TrackSid,
     },
 }
 
@@ -260,6 +307,15 @@ impl std::fmt::Display for DisconnectReason {
             }
             DisconnectReason::ServerRequest(LeaveReason::DuplicateIdentity) => {
                 f.write_str("the same identity joined from elsewhere")
+            }
+            DisconnectReason::ServerRequest(LeaveReason::Removed) => {
+                f.write_str("a teacher removed this participant from the class")
+            }
+            DisconnectReason::ServerRequest(LeaveReason::Denied) => {
+                f.write_str("a teacher did not admit this participant")
+            }
+            DisconnectReason::ServerRequest(LeaveReason::ClassEnded) => {
+                f.write_str("the class has ended")
             }
             DisconnectReason::ServerRequest(reason) => {
                 write!(f, "removed by the server ({reason:?})")
@@ -357,6 +413,10 @@ struct Inner {
     receive_recovery: Arc<NackStats>,
     /// The simulcast layer the server forwards, per subscribed track.
     forwarded_layers: Mutex<HashMap<TrackSid, u8>>,
+    /// This client's view of the classroom.
+    classroom: Mutex<ClassroomView>,
+    /// What the server said when it ended the session, for the `Disconnected` event.
+    leave_message: Mutex<Option<String>>,
 }
 
 /// A joined room. Cheap to clone; every clone is the same room.
@@ -393,11 +453,15 @@ impl Room {
             room,
             participant,
             participants,
+            classroom,
+            permissions,
+            chat,
             ..
         } = reply
         else {
             return Err(RoomError::Internal("unexpected reply to join".into()));
         };
+        let view = ClassroomView::joined(&participant, classroom, permissions, chat);
         let join_ms = started.elapsed().as_secs_f64() * 1000.0;
         let (events_tx, events) = mpsc::unbounded_channel();
         let (peer_events_tx, mut peer_events) = mpsc::unbounded_channel();
@@ -435,8 +499,13 @@ impl Room {
             bandwidth: Arc::default(),
             receive_recovery: Arc::default(),
             forwarded_layers: Mutex::new(HashMap::new()),
+            classroom: Mutex::new(view),
+            leave_message: Mutex::new(None),
         });
-        inner.attach_whiteboard();
+        // A participant waiting in the lobby gets the board once admitted.
+        if inner.is_admitted() {
+            inner.attach_whiteboard();
+        }
         let weak = Arc::downgrade(&inner);
         let event_loop = tokio::spawn(async move {
             loop {
@@ -781,6 +850,7 @@ impl Room {
         self.inner.close_media().await;
         let _ = self.inner.events.send(RoomEvent::Disconnected {
             reason: DisconnectReason::ClientRequest,
+            message: None,
         });
         self.event_loop.abort();
     }
@@ -804,48 +874,43 @@ impl Inner {
         &self,
         reason: DisconnectReason,
     ) -> Option<mpsc::UnboundedReceiver<ServerMessage>> {
-        let recoverable = matches!(
-            reason,
-            DisconnectReason::ConnectionLost
-                | DisconnectReason::ServerRequest(LeaveReason::ServerShutdown)
-                | DisconnectReason::ServerRequest(LeaveReason::ConnectionLost)
-        );
-        if !recoverable || !self.options.reconnect || self.closed.load(Ordering::Acquire) {
+        if !ReconnectPolicy::is_recoverable(reason)
+            || !self.options.reconnect
+            || self.closed.load(Ordering::Acquire)
+        {
             return None;
         }
         let away_since = Instant::now();
         let _ = self.events.send(RoomEvent::Reconnecting { reason });
         self.close_peers().await;
-        let deadline = away_since + self.options.reconnect_window;
-        let mut delay = Duration::from_millis(100);
+        let mut policy = ReconnectPolicy::new(away_since, self.options.reconnect_window);
         loop {
             if self.closed.load(Ordering::Acquire) {
                 return None;
             }
-            match self.rejoin().await {
+            let refused = match self.rejoin().await {
                 Ok(events) => {
+                    *lock(&self.leave_message) = None;
                     let _ = self.events.send(RoomEvent::Reconnected {
                         after: away_since.elapsed(),
                     });
                     return Some(events);
                 }
-                // The token will not get better by retrying.
-                Err(RoomError::Refused { code, .. })
-                    if matches!(
-                        code,
-                        ErrorCode::InvalidToken | ErrorCode::TokenExpired | ErrorCode::RoomMismatch
-                    ) =>
-                {
-                    tracing::warn!(%code, "rejoin refused");
-                    return None;
+                Err(RoomError::Refused { code, message }) => {
+                    tracing::debug!(%code, message, "rejoin refused");
+                    *lock(&self.leave_message) = Some(message);
+                    Some(code)
                 }
                 Err(err) => {
-                    tracing::debug!(error = %err, "rejoin failed; retrying");
-                    if Instant::now() + delay > deadline {
-                        return None;
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
+                    tracing::debug!(error = %err, "rejoin failed");
+                    None
+                }
+            };
+            match policy.after_failure(refused, Instant::now()) {
+                Retry::After(wait) => tokio::time::sleep(wait).await,
+                Retry::GiveUp => {
+                    tracing::warn!(?refused, "giving up rejoining");
+                    return None;
                 }
             }
         }
@@ -870,15 +935,34 @@ impl Inner {
             room,
             participant,
             participants,
+            classroom,
+            permissions,
+            chat,
             ..
         } = reply
         else {
             return Err(RoomError::Internal("unexpected reply to join".into()));
         };
+        let fresh_view = ClassroomView::joined(&participant, classroom, permissions, chat);
+        let same_class = {
+            let mut view = lock(&self.classroom);
+            // The chat's sequence numbers restart with a new class.
+            let same = view.chat.back().is_none_or(|last| {
+                fresh_view
+                    .chat
+                    .back()
+                    .is_none_or(|newest| newest.seq >= last.seq)
+            });
+            view.rejoined(fresh_view, same);
+            same
+        };
+        let _ = same_class;
         *write(&self.signal) = Arc::new(signal);
-        self.attach_whiteboard();
         *write(&self.room) = room;
         *write(&self.local) = participant;
+        if self.is_admitted() {
+            self.attach_whiteboard();
+        }
         let fresh: BTreeMap<ParticipantId, ParticipantInfo> = participants
             .into_iter()
             .map(|p| (p.id.clone(), p))
@@ -898,7 +982,24 @@ impl Inner {
     }
 
     /// Announces every local publication again and moves it onto a new publisher connection.
+    /// Publications the new session may not publish (it is back in the audience) end.
     async fn republish(&self) -> Result<(), RoomError> {
+        let not_allowed: Vec<TrackSid> = {
+            let view = lock(&self.classroom);
+            lock(&self.publications)
+                .iter()
+                .filter(|p| !view.may_publish(p.info.source))
+                .map(|p| p.info.sid.clone())
+                .collect()
+        };
+        for sid in not_allowed {
+            if let Some(publication) = self.take_publication(&sid) {
+                publication.stop();
+            }
+            let _ = self
+                .events
+                .send(RoomEvent::LocalTrackEnded { track_sid: sid });
+        }
         let announced: Vec<TrackInfo> = lock(&self.publications)
             .iter()
             .map(|p| p.info.clone())
@@ -963,6 +1064,47 @@ impl Inner {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Mutes or unmutes a local track here (a teacher muted it on the server).
+    fn set_local_muted(&self, sid: &TrackSid, muted: bool) {
+        if let Some(publication) = lock(&self.publications)
+            .iter_mut()
+            .find(|p| &p.info.sid == sid)
+        {
+            publication.info.muted = muted;
+        }
+        if let Some(flag) = lock(&self.mutes).get(sid) {
+            flag.store(muted, Ordering::Release);
+        }
+    }
+
+    /// Takes a local publication out of the room's list.
+    fn take_publication(&self, sid: &TrackSid) -> Option<LocalPublication> {
+        lock(&self.mutes).remove(sid);
+        let mut publications = lock(&self.publications);
+        let index = publications.iter().position(|p| &p.info.sid == sid)?;
+        Some(publications.remove(index))
+    }
+
+    /// The server ended a local track: stop encoding it and take its streams off the
+    /// publisher connection.
+    async fn drop_local_track(&self, sid: &TrackSid) {
+        let Some(publication) = self.take_publication(sid) else {
+            return;
+        };
+        publication.stop();
+        let publisher = self.publisher.lock().await;
+        if let Some(peer) = publisher.as_ref() {
+            for sender in publication.senders() {
+                if let Err(err) = peer.pc.remove_track(&sender).await {
+                    tracing::debug!(error = %err, "ended track's stream not removed");
+                }
+            }
+            if let Err(err) = self.negotiate_publisher(peer).await {
+                tracing::debug!(error = %err, "renegotiation after an ended track failed");
+            }
+        }
     }
 
     /// Connects the whiteboard replica to the current signaling connection.
@@ -1137,7 +1279,12 @@ impl Inner {
                 participant_id,
                 track_sid,
                 muted,
+                by_moderator,
             } => {
+                if participant_id == read(&self.local).id {
+                    // A teacher muted one of this client's tracks: mute it here too.
+                    self.set_local_muted(&track_sid, muted);
+                }
                 if let Some(p) = lock(&self.participants).get_mut(&participant_id) {
                     if let Some(track) = p.tracks.iter_mut().find(|t| t.sid == track_sid) {
                         track.muted = muted;
@@ -1147,7 +1294,71 @@ impl Inner {
                     participant_id,
                     track_sid,
                     muted,
+                    by_moderator,
                 });
+            }
+            ServerMessage::TrackRemoved {
+                participant_id,
+                track_sid,
+            } if participant_id == read(&self.local).id => {
+                // The server ended one of this client's tracks.
+                self.drop_local_track(&track_sid).await;
+                let _ = self.events.send(RoomEvent::LocalTrackEnded { track_sid });
+            }
+            ServerMessage::Admitted {
+                ref participant,
+                ref participants,
+                ..
+            } => {
+                let tracks = read(&self.local).tracks.clone();
+                *write(&self.local) = ParticipantInfo {
+                    tracks,
+                    ..participant.clone()
+                };
+                *lock(&self.participants) = participants
+                    .iter()
+                    .map(|p| (p.id.clone(), p.clone()))
+                    .collect();
+                for other in participants {
+                    let _ = self
+                        .events
+                        .send(RoomEvent::ParticipantJoined(other.clone()));
+                }
+                let local = read(&self.local).id.clone();
+                let events = lock(&self.classroom).apply(&local, &msg);
+                self.attach_whiteboard();
+                for event in events {
+                    let _ = self.events.send(event);
+                }
+            }
+            ServerMessage::ParticipantUpdated { ref participant } => {
+                let local = read(&self.local).id.clone();
+                if participant.id == local {
+                    let mut me = write(&self.local);
+                    me.placement = participant.placement;
+                    me.hand_raised = participant.hand_raised;
+                    me.co_teacher = participant.co_teacher;
+                } else if let Some(p) = lock(&self.participants).get_mut(&participant.id) {
+                    p.placement = participant.placement;
+                    p.hand_raised = participant.hand_raised;
+                    p.co_teacher = participant.co_teacher;
+                }
+                let events = lock(&self.classroom).apply(&local, &msg);
+                for event in events {
+                    let _ = self.events.send(event);
+                }
+            }
+            ServerMessage::ClassroomUpdated { .. }
+            | ServerMessage::PermissionsChanged { .. }
+            | ServerMessage::StageInvitation { .. }
+            | ServerMessage::StageInvitationAnswered { .. }
+            | ServerMessage::Chat { .. }
+            | ServerMessage::ChatDeleted { .. } => {
+                let local = read(&self.local).id.clone();
+                let events = lock(&self.classroom).apply(&local, &msg);
+                for event in events {
+                    let _ = self.events.send(event);
+                }
             }
             ServerMessage::TrackRemoved {
                 participant_id,
@@ -1169,7 +1380,8 @@ impl Inner {
                     }
                 }
             }
-            ServerMessage::Leave { reason } => {
+            ServerMessage::Leave { reason, message } => {
+                *lock(&self.leave_message) = message;
                 return Some(DisconnectReason::ServerRequest(reason));
             }
             ServerMessage::LayersWanted { sid, layers } => {
@@ -1317,8 +1529,16 @@ impl Inner {
 
     fn mark_disconnected(&self, reason: DisconnectReason) {
         if !self.closed.swap(true, Ordering::AcqRel) {
-            let _ = self.events.send(RoomEvent::Disconnected { reason });
+            let message = lock(&self.leave_message).take();
+            let _ = self
+                .events
+                .send(RoomEvent::Disconnected { reason, message });
         }
+    }
+
+    /// Whether this client has been let in (not waiting in the lobby).
+    fn is_admitted(&self) -> bool {
+        lock(&self.classroom).placement != Placement::Lobby
     }
 
     async fn close_media(&self) {

@@ -51,6 +51,8 @@ pub struct SendSide {
     pub estimate: Arc<BandwidthEstimate>,
     /// The FEC protecting what is sent.
     pub fec: Arc<FecStats>,
+    /// Waits for packets queued for sending to be taken (before a sender is removed).
+    pub barrier: super::SendBarrier,
 }
 
 /// A server-side peer connection with the identity it is routed by.
@@ -81,7 +83,7 @@ impl ServerPeer {
         let ufrag = Alphanumeric.sample_string(&mut rand::rng(), 16);
         let password = Alphanumeric.sample_string(&mut rand::rng(), 32);
         let mut media_engine = MediaEngine::default();
-        media_engine.register_default_codecs()?;
+        super::codecs::register_room_codecs(&mut media_engine)?;
         register_flexfec(&mut media_engine)?;
         let nack_stats = Arc::new(NackStats::default());
         let mut registry = Registry::new();
@@ -96,6 +98,10 @@ impl ServerPeer {
             .with(
                 Slot::from(FEC_SENDER_SLOT),
                 FecSender::new(Arc::clone(&side.estimate), Arc::clone(&side.fec)),
+            )
+            .with(
+                Slot::from(super::SEND_BARRIER_SLOT),
+                side.barrier.interceptor(),
             );
         }
         let registry = register_default_interceptors(registry, &mut media_engine)?
@@ -155,15 +161,24 @@ impl ServerPeer {
         })
     }
 
-    /// Applies a remote offer and returns the answer, candidates included.
+    /// Applies a remote offer and returns the answer, candidates included. Formats the room
+    /// does not carry are not accepted; a media section with none it carries is rejected
+    /// (port 0), as JSEP answers a section it cannot take.
     pub async fn answer(&self, offer_sdp: String) -> Result<String, PeerError> {
-        let offer = RTCSessionDescription::offer(offer_sdp)
+        let offer = RTCSessionDescription::offer(super::codecs::hide_uncarried_formats(&offer_sdp))
             .map_err(|e| PeerError::InvalidSdp(e.to_string()))?;
         self.pc
             .set_remote_description(offer)
             .await
             .map_err(|e| PeerError::InvalidSdp(e.to_string()))?;
         let answer = self.pc.create_answer(None).await?;
+        for rejected in rejected_media_sections(&answer.sdp) {
+            tracing::warn!(
+                section = %rejected,
+                "offered media section rejected: it offers no codec the room carries \
+                 (H.264 constrained baseline in packetization mode 1, Opus)"
+            );
+        }
         self.pc.set_local_description(answer).await?;
         self.completed_local_sdp().await
     }
@@ -216,6 +231,29 @@ impl ServerPeer {
     }
 }
 
+/// The audio and video sections an answer rejects (port 0), as `kind` and `mid`.
+fn rejected_media_sections(answer: &str) -> Vec<String> {
+    let mut rejected = Vec::new();
+    let mut current: Option<String> = None;
+    for line in answer.lines() {
+        if let Some(media) = line.strip_prefix("m=") {
+            if let Some(kind) = current.take() {
+                rejected.push(kind);
+            }
+            let mut fields = media.split(' ');
+            let kind = fields.next().unwrap_or_default();
+            if matches!(kind, "audio" | "video") && fields.next() == Some("0") {
+                current = Some(kind.to_owned());
+            }
+        } else if let (Some(kind), Some(mid)) = (current.as_mut(), line.strip_prefix("a=mid:")) {
+            kind.push_str(" mid ");
+            kind.push_str(mid.trim());
+        }
+    }
+    rejected.extend(current);
+    rejected
+}
+
 /// Tells a [`ServerPeer`] its candidates are gathered. Gathering happens once per connection
 /// (there are no ICE restarts on the server side), so later negotiations do not wait.
 #[derive(Clone, Default)]
@@ -232,5 +270,23 @@ impl GatherSignal {
             // `notify_one` stores a permit, so a waiter arriving later still wakes.
             self.notify.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejected_sections_are_named_by_kind_and_mid() {
+        let answer = "v=0\r\nm=video 0 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n\
+                      m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\n\
+                      m=video 0 UDP/TLS/RTP/SAVPF 0\r\na=mid:2\r\n\
+                      m=application 0 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:3\r\n";
+        assert_eq!(
+            rejected_media_sections(answer),
+            ["video mid 0", "video mid 2"]
+        );
+        assert!(rejected_media_sections("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n").is_empty());
     }
 }

@@ -150,6 +150,8 @@ pub struct PublishedTrack {
     wanted: Mutex<WantedLayers>,
     publisher_outbox: Outbox,
     wanted_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Set while a teacher holds the track muted: its packets go to nobody.
+    held: AtomicBool,
 }
 
 impl PublishedTrack {
@@ -182,6 +184,7 @@ impl PublishedTrack {
             wanted: Mutex::new(WantedLayers::new(layers, Instant::now())),
             publisher_outbox,
             wanted_task: Mutex::new(None),
+            held: AtomicBool::new(false),
         });
         track.attach_layer(layer, remote).await;
         if layers > 1 {
@@ -221,6 +224,22 @@ impl PublishedTrack {
             throttle: KeyframeThrottle::new(MIN_KEYFRAME_REQUEST_INTERVAL),
             reader,
         });
+    }
+
+    /// Forwards the track's packets again, or holds them back from every subscriber (a
+    /// teacher muted it; whatever its publisher keeps sending reaches nobody). Video asks for a
+    /// keyframe when it resumes, since subscribers missed the frames in between; the requests
+    /// go out on their own task, so the caller (the room, under its lock) does not wait.
+    pub fn set_forwarded(self: &Arc<Self>, forwarded: bool) {
+        let was_held = self.held.swap(!forwarded, Ordering::Relaxed);
+        if forwarded && was_held && self.info.kind == MediaKind::Video {
+            let track = Arc::clone(self);
+            tokio::spawn(async move {
+                for layer in 0..track.layer_count() as u8 {
+                    track.request_keyframe(layer).await;
+                }
+            });
+        }
     }
 
     /// A new receiver of every layer's packets, from the next one on.
@@ -375,6 +394,9 @@ impl PublishedTrack {
                 self.started.elapsed().as_micros().max(1) as u64,
                 Ordering::Relaxed,
             );
+        }
+        if self.held.load(Ordering::Relaxed) {
+            return;
         }
         // No receivers yet is fine: the packet is simply not needed.
         let _ = self.packets.send(LayerPacket { layer, packet });

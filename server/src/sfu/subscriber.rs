@@ -4,7 +4,7 @@
 //! an offer is unanswered are folded into the next offer, sent when the answer arrives.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodingParameters, RTCRtpEncodingParameters, RtpCodecKind,
 };
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverId};
 use tokio::sync::{broadcast, watch, Mutex};
 use tokio::task::JoinHandle;
 use webrtc::media_stream::track_local::static_rtp::TrackLocalStaticRTP;
@@ -42,18 +43,37 @@ const UNBOUND_RETRY: Duration = Duration::from_millis(100);
 pub struct Negotiation {
     in_flight: bool,
     again: bool,
+    held: bool,
 }
 
 impl Negotiation {
+    /// A negotiation that offers nothing until [`Negotiation::release`]: what changes while a
+    /// participant joins goes into one first offer.
+    pub fn held() -> Self {
+        Self {
+            held: true,
+            ..Self::default()
+        }
+    }
+
     /// Something changed. Returns whether to send an offer now.
     pub fn changed(&mut self) -> bool {
-        if self.in_flight {
+        if self.in_flight || self.held {
             self.again = true;
             false
         } else {
             self.in_flight = true;
             true
         }
+    }
+
+    /// Ends the hold. Returns whether to send an offer now (something changed meanwhile).
+    pub fn release(&mut self) -> bool {
+        if !std::mem::take(&mut self.held) || self.in_flight {
+            return false;
+        }
+        self.in_flight = std::mem::take(&mut self.again);
+        self.in_flight
     }
 
     /// The client answered. Returns whether to send another offer now.
@@ -75,10 +95,24 @@ impl Negotiation {
 
 struct DownTrack {
     sender: Arc<dyn RtpSender>,
+    local: Arc<TrackLocalStaticRTP>,
     track: Arc<PublishedTrack>,
     /// The layer the allocation chose for this subscriber; the forwarder moves to it.
     target: Arc<AtomicU8>,
+    /// Whether the forwarder has handed the connection a packet.
+    wrote: Arc<AtomicBool>,
     tasks: [JoinHandle<()>; 2],
+}
+
+impl DownTrack {
+    /// Stops the forwarder and the keyframe relay, and waits until they have: nothing is
+    /// written to the track after this returns.
+    async fn stop(&mut self) {
+        for task in &mut self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
 }
 
 impl Drop for DownTrack {
@@ -114,10 +148,13 @@ pub struct Subscriber {
 
 impl Subscriber {
     /// A subscriber (participant `id`) that will create its connection on the first
-    /// subscription. Must be called within a tokio runtime: it starts the task that chooses
-    /// the simulcast layers its downlink carries.
+    /// subscription, and sends no offer before [`Subscriber::start`]. Must be called within a
+    /// tokio runtime: it starts the task that chooses the simulcast layers its downlink carries.
     pub fn new(id: ParticipantId, mux: Arc<UdpMux>, outbox: Outbox, metrics: Arc<Metrics>) -> Self {
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State {
+            negotiation: Negotiation::held(),
+            ..State::default()
+        }));
         let send_side = SendSide::default();
         let allocation = tokio::spawn(allocate_layers(
             id.clone(),
@@ -147,20 +184,38 @@ impl Subscriber {
         self.state.lock().await.down_tracks.contains_key(sid)
     }
 
-    /// Opens the connection before there is anything to forward, so that its ICE and DTLS
-    /// handshakes run while the client is still setting up its publisher connection: when the
-    /// first track comes, only a renegotiation separates it from the subscriber. The first
-    /// offer carries a data channel, which gives the connection a transport to set up.
-    pub async fn open(&self) -> Result<(), PeerError> {
+    /// Starts offering, once the participant has been told it joined: one first offer carries
+    /// every subscription made while it joined (the tracks already in the room).
+    ///
+    /// With `open_early`, a connection that has nothing to forward yet is opened now, so that
+    /// its ICE and DTLS handshakes run while the client is still setting up its publisher
+    /// connection: when the first track comes, only a renegotiation separates it from the
+    /// subscriber. Its first offer carries a data channel, which gives the connection a
+    /// transport to set up.
+    pub async fn start(&self, open_early: bool) -> Result<(), PeerError> {
         let mut state = self.state.lock().await;
-        if state.closed || state.peer.is_some() {
+        if state.closed {
             return Ok(());
         }
-        self.ensure_peer(&mut state).await?;
+        let opened = if open_early && state.peer.is_none() {
+            self.open_empty(&mut state).await
+        } else {
+            Ok(())
+        };
+        // Whatever happened above, later changes must be offered.
+        if state.negotiation.release() {
+            self.send_offer(&state).await?;
+        }
+        opened
+    }
+
+    async fn open_empty(&self, state: &mut State) -> Result<(), PeerError> {
+        self.ensure_peer(state).await?;
         if let Some(peer) = state.peer.as_ref() {
             peer.pc.create_data_channel("aula", None).await?;
         }
-        self.renegotiate(&mut state).await
+        state.negotiation.changed();
+        Ok(())
     }
 
     async fn ensure_peer(&self, state: &mut State) -> Result<(), PeerError> {
@@ -217,9 +272,21 @@ impl Subscriber {
             .pc
             .add_track(Arc::clone(&local) as Arc<dyn TrackLocal>)
             .await?;
+        // The server only sends here: a new transceiver is offered `sendonly` (as `add_track`
+        // would offer it `sendrecv`). A transceiver whose track ended is `inactive` and is
+        // reused for the next track of its kind (`add_track` takes it back to sending).
+        let transceiver_id = RTCRtpTransceiverId::from(sender.id());
+        for transceiver in peer.pc.get_transceivers().await {
+            if transceiver.id() == transceiver_id {
+                transceiver
+                    .set_direction(RTCRtpTransceiverDirection::Sendonly)
+                    .await?;
+            }
+        }
         // Until the allocation has run: the lowest layer, which every downlink carries.
         let target = Arc::new(AtomicU8::new(0));
         let forwarding = Arc::new(AtomicU8::new(0));
+        let wrote = Arc::new(AtomicBool::new(false));
         let forward = tokio::spawn(forward_packets(
             Forwarding {
                 track: Arc::clone(&track),
@@ -228,6 +295,7 @@ impl Subscriber {
                 ssrc,
                 target: Arc::clone(&target),
                 forwarding: Arc::clone(&forwarding),
+                wrote: Arc::clone(&wrote),
                 outbox: self.outbox.clone(),
             },
             self.connected.subscribe(),
@@ -235,15 +303,17 @@ impl Subscriber {
         ));
         let feedback = tokio::spawn(relay_keyframe_requests(
             Arc::clone(&track),
-            local,
+            Arc::clone(&local),
             forwarding,
         ));
         state.down_tracks.insert(
             track.info.sid.clone(),
             DownTrack {
                 sender,
+                local,
                 track: Arc::clone(&track),
                 target,
+                wrote,
                 tasks: [forward, feedback],
             },
         );
@@ -253,16 +323,31 @@ impl Subscriber {
     /// Stops forwarding `sid`. Returns whether it was forwarded.
     pub async fn unsubscribe(&self, sid: &TrackSid) -> Result<bool, PeerError> {
         let mut state = self.state.lock().await;
-        let Some(down_track) = state.down_tracks.remove(sid) else {
+        let Some(mut down_track) = state.down_tracks.remove(sid) else {
             return Ok(false);
         };
         down_track.track.set_wanted(&self.id, None);
+        // The sender must outlive every packet its forwarder queued: stop the forwarder, let
+        // the connection take what it queued, and only then remove the sender.
+        down_track.stop().await;
+        self.drain_sends(std::slice::from_ref(&down_track)).await;
         if let Some(peer) = state.peer.as_ref() {
             peer.pc.remove_track(&down_track.sender).await?;
         }
         drop(down_track);
         self.renegotiate(&mut state).await?;
         Ok(true)
+    }
+
+    /// Waits until the connection has taken every packet the (stopped) forwarders of
+    /// `down_tracks` queued. One barrier covers every track of the connection.
+    async fn drain_sends(&self, down_tracks: &[DownTrack]) {
+        let Some(written) = down_tracks.iter().find(|d| d.wrote.load(Ordering::Acquire)) else {
+            return;
+        };
+        if !self.send_side.barrier.drain(written.local.as_ref()).await {
+            tracing::debug!(participant = %self.id, "queued packets not confirmed taken");
+        }
     }
 
     /// Applies the client's answer, and sends the next offer if changes are waiting.
@@ -300,10 +385,13 @@ impl Subscriber {
         self.allocation.abort();
         let mut state = self.state.lock().await;
         state.closed = true;
-        for down_track in state.down_tracks.values() {
+        let mut down_tracks: Vec<DownTrack> = state.down_tracks.drain().map(|(_, d)| d).collect();
+        for down_track in &mut down_tracks {
             down_track.track.set_wanted(&self.id, None);
+            down_track.stop().await;
         }
-        state.down_tracks.clear();
+        self.drain_sends(&down_tracks).await;
+        drop(down_tracks);
         if let Some(peer) = state.peer.take() {
             peer.close(&self.metrics).await;
         }
@@ -353,6 +441,8 @@ struct Forwarding {
     target: Arc<AtomicU8>,
     /// The layer being forwarded (for keyframe requests from the subscriber).
     forwarding: Arc<AtomicU8>,
+    /// Set once a packet was handed to the connection.
+    wrote: Arc<AtomicBool>,
     outbox: Outbox,
 }
 
@@ -365,7 +455,9 @@ const AWAITED_KEYFRAME_RETRY: Duration = Duration::from_millis(300);
 /// (the best one the allocation chose that is running, switched at keyframes), renumbered into
 /// one continuous stream with the subscriber's SSRC and payload type. Header extensions are
 /// dropped: their ids are the publisher connection's, and this connection's interceptors add
-/// their own.
+/// their own. Nothing is written while the connection is not up: it would reach nobody (and
+/// the packets the connection queues must be confirmed taken before a sender goes, which only
+/// a connection that is up can confirm; see [`super::SendBarrier`]).
 async fn forward_packets(
     forwarding: Forwarding,
     mut connected: watch::Receiver<bool>,
@@ -378,6 +470,7 @@ async fn forward_packets(
         ssrc,
         target,
         forwarding,
+        wrote,
         outbox,
     } = forwarding;
     let mut packets = track.packets();
@@ -410,6 +503,9 @@ async fn forward_packets(
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
+        if !*connected.borrow() {
+            continue;
+        }
         if payload_type.is_none() {
             payload_type = negotiated_payload_type(&sender, &track).await;
             if payload_type.is_none() {
@@ -482,6 +578,7 @@ async fn forward_packets(
         packet.header.extensions_padding = 0;
         let payload_len = packet.payload.len() as u64;
         if local.write_rtp(packet).await.is_ok() {
+            wrote.store(true, Ordering::Release);
             counters.packets.inc();
             counters.bytes.inc_by(payload_len);
         } else {
@@ -678,6 +775,22 @@ async fn relay_keyframe_requests(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_while_held_fold_into_one_first_offer() {
+        let mut n = Negotiation::held();
+        assert!(!n.changed(), "held: no offer");
+        assert!(!n.changed());
+        assert!(n.release(), "the release sends one offer for both");
+        assert!(!n.changed(), "which is awaiting its answer");
+        assert!(n.answered(), "so the third change follows it");
+        assert!(!n.answered());
+
+        let mut quiet = Negotiation::held();
+        assert!(!quiet.release(), "nothing changed, nothing to offer");
+        assert!(quiet.changed(), "and later changes offer at once");
+        assert!(!quiet.release(), "a second release changes nothing");
+    }
 
     #[test]
     fn changes_during_an_offer_fold_into_one_follow_up_offer() {

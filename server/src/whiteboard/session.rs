@@ -77,6 +77,27 @@ impl SessionBoard {
         }
     }
 
+    /// Whether the session is attached to its room's board.
+    pub fn is_attached(&self) -> bool {
+        self.board.is_some()
+    }
+
+    /// Changes what the participant may do on the board (a teacher changed its permissions,
+    /// or made it co-teacher).
+    pub fn set_access(&mut self, write: bool, admin: bool) {
+        self.editor.can_write = write;
+        self.editor.is_admin = admin;
+    }
+
+    /// Answers a frame from a client that may not use the board now (it waits in the lobby).
+    pub fn refuse(&self) {
+        self.reply_error(
+            0,
+            "permission_denied",
+            "the whiteboard opens once you are admitted",
+        );
+    }
+
     /// Handles one binary frame from the client.
     pub async fn on_frame(&mut self, bytes: &[u8]) {
         let frame = match Frame::decode(bytes) {

@@ -11,6 +11,7 @@
 //! transaction.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, TableDefinition};
 
@@ -46,9 +47,9 @@ pub struct Stored {
     pub last_seq: u64,
 }
 
-/// The boards' database.
+/// The boards' tables in the server's database.
 pub struct Store {
-    db: Database,
+    db: Arc<Database>,
 }
 
 impl Store {
@@ -56,6 +57,11 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir)?;
         let db = Database::create(dir.join("whiteboard.redb")).map_err(e)?;
+        Self::init(Arc::new(db))
+    }
+
+    /// The boards' tables in `db`, the database the server keeps everything in.
+    pub fn with_database(db: Arc<Database>) -> Result<Self, StoreError> {
         Self::init(db)
     }
 
@@ -65,10 +71,10 @@ impl Store {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(e)?;
-        Self::init(db)
+        Self::init(Arc::new(db))
     }
 
-    fn init(db: Database) -> Result<Self, StoreError> {
+    fn init(db: Arc<Database>) -> Result<Self, StoreError> {
         let txn = db.begin_write().map_err(e)?;
         txn.open_table(UPDATES).map_err(e)?;
         txn.open_table(SNAPSHOTS).map_err(e)?;

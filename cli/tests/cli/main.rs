@@ -1,9 +1,14 @@
-//! The `aula` binary against an in-process server: tokens, a headless join, the stats file.
+//! The `aula` binary against an in-process server: tokens, a headless join, the stats file;
+//! with the `devices` feature, `aula devices` and screen sharing (`devices.rs`). One test
+//! binary for both: each links the server, WebRTC and the codecs.
 
 use std::process::{Command, Output, Stdio};
 
 use aula_protocol::{token::unix_now, Claims, Role};
 use aula_server::{Server, ServerConfig, DEV_API_KEY, DEV_API_SECRET};
+
+#[cfg(feature = "devices")]
+mod devices;
 
 fn aula(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_aula"))
