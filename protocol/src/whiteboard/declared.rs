@@ -10,9 +10,10 @@
 //! byte, so a count above the bytes left is malformed whatever follows.
 //!
 //! These walks read what yrs's v1 decoder reads, with yrs's own primitives, as far as the last
-//! count that reserves memory; they refuse only a count larger than the rest of the input, and
-//! leave every other judgement (a truncated input, an unknown content type) to the decoder, so
-//! they never refuse what yrs would accept.
+//! count that reserves memory; they refuse only a count larger than the rest of the input and
+//! `Any` content nested deeper than [`MAX_DEPTH`] (which yrs decodes recursively, and which
+//! overflowed the stack), and leave every other judgement (a truncated input, an unknown
+//! content type) to the decoder.
 
 use yrs::encoding::read::{Cursor, Read};
 
@@ -98,6 +99,7 @@ const HAS_ORIGIN: u8 = 0b1000_0000;
 const HAS_RIGHT_ORIGIN: u8 = 0b0100_0000;
 const HAS_PARENT_SUB: u8 = 0b0010_0000;
 const CONTENT_DELETED: u8 = 1;
+const CONTENT_JSON: u8 = 2;
 const CONTENT_BINARY: u8 = 3;
 const CONTENT_STRING: u8 = 4;
 const CONTENT_EMBED: u8 = 5;
@@ -134,6 +136,13 @@ fn block(c: &mut Cursor<'_>) -> Step<()> {
         CONTENT_DELETED => {
             let _len: u32 = read!(c.read_var());
         }
+        CONTENT_JSON => {
+            let values: u32 = read!(c.read_var());
+            fits(c, u64::from(values), "JSON content")?;
+            for _ in 0..values {
+                read!(c.read_string());
+            }
+        }
         CONTENT_BINARY => {
             read!(c.read_buf());
         }
@@ -167,18 +176,20 @@ fn block(c: &mut Cursor<'_>) -> Step<()> {
             read!(c.read_string());
             step!(any(c, 0));
         }
-        // Legacy JSON content and unknown kinds: the decoder's business.
+        // Unknown kinds: the decoder's business.
         _ => return Ok(Err(Done)),
     }
     Ok(Ok(()))
 }
 
-/// Nesting beyond which a walk stops (the decoder recurses the same way).
+/// Deepest nesting of `Any` content accepted. yrs decodes it recursively, a stack frame a
+/// level: 128 Ki levels (what a 256 KiB update holds) overflowed a 2 MiB runtime worker's stack
+/// and aborted the process. No board nests data anywhere near this deep.
 const MAX_DEPTH: usize = 64;
 
 fn any(c: &mut Cursor<'_>, depth: usize) -> Step<()> {
     if depth > MAX_DEPTH {
-        return Ok(Err(Done));
+        return Err(format!("content nested deeper than {MAX_DEPTH} levels"));
     }
     match read!(c.read_u8()) {
         // undefined, null, false, true
@@ -326,16 +337,41 @@ mod tests {
         ];
         let err = check_update(&bomb).expect_err("refused");
         assert!(err.contains("any map"), "{err}");
+        // Legacy JSON content declaring 2^32 - 1 strings.
+        let json = [1, 1, 1, 0, 0x02, 1, 1, b'm', 0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert!(check_update(&json).expect_err("refused").contains("JSON"));
         assert!(check_state_vector(&[0x80, 0x80, 0x80, 0x80, 0x08]).is_err());
         assert!(check_awareness(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10]).is_err());
     }
 
     #[test]
+    fn deeply_nested_content_does_not_overflow_the_stack() {
+        // `Any` arrays nested as deep as an update of the largest size the server takes
+        // (256 KiB) can nest them, decoded on a thread with a runtime worker's 2 MiB stack.
+        let mut bytes = vec![1, 1, 1, 0, 0x28, 1, 1, b'm', 1, b'k', 1];
+        let depth = 128 * 1024 - 16;
+        for _ in 0..depth {
+            bytes.extend_from_slice(&[117, 1]);
+        }
+        bytes.extend_from_slice(&[127, 0]);
+        let decoded = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || super::super::wire::decode_update(&bytes).is_ok())
+            .expect("a thread")
+            .join()
+            .expect("no panic");
+        assert!(!decoded, "nesting {depth} deep is refused");
+    }
+
+    #[test]
     fn what_the_walk_does_not_follow_is_left_to_the_decoder() {
-        // Empty, a truncated count, a truncated block, legacy JSON content (whose count the
-        // walk does not read).
-        let json = [1, 1, 1, 0, 0x02, 1, 1, b'm', 0xff, 0xff, 0xff, 0xff, 0x0f];
-        for bytes in [&[][..], &[0x80], &[1, 1, 1, 0, 0x22], &json] {
+        // Empty, a truncated count, a truncated block, an unknown content kind.
+        for bytes in [
+            &[][..],
+            &[0x80],
+            &[1, 1, 1, 0, 0x22],
+            &[1, 1, 1, 0, 0x0c, 1, 1, b'm'],
+        ] {
             assert_eq!(check_update(bytes), Ok(()), "{bytes:?}");
         }
     }
