@@ -1,7 +1,9 @@
 //! `aula-bench`: scenario benchmarks that run a server and clients in one process on loopback.
 
 mod adapt;
+mod attack;
 mod camera_format;
+mod classroom;
 mod cpu;
 mod e2e;
 mod harness;
@@ -62,9 +64,16 @@ enum Scenario {
         target_os = "dragonfly"
     ))]
     Screen(screen::ScreenArgs),
+    /// A class of 30 on loopback: a teacher's action to the student's event (admit, invite,
+    /// accept, mute, move to audience), stage-up to everyone decoding, chat to everyone, and a
+    /// late joiner's history of 10 000 messages.
+    Classroom(classroom::ClassroomArgs),
     /// A camera frame from the driver's buffer to an encoded picture, per pixel format (YUYV,
     /// NV12, MJPEG).
     CameraFormat(camera_format::CameraFormatArgs),
+    /// An attack on a running `aula-server` binary (sync-request flood, presence spam,
+    /// half-open connections) and the figure that shows whether it holds.
+    Attack(attack::AttackArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -97,6 +106,8 @@ fn main() -> anyhow::Result<()> {
             target_os = "dragonfly"
         ))]
         Scenario::Screen(args) => runtime.block_on(screen::run(args)),
+        Scenario::Classroom(args) => runtime.block_on(classroom::run(args)),
         Scenario::CameraFormat(args) => camera_format::run(args),
+        Scenario::Attack(args) => runtime.block_on(attack::run(args)),
     }
 }

@@ -66,6 +66,23 @@ struct Args {
     /// Most signaling messages per second per connection [default: 50].
     #[arg(long, env = "AULA_MAX_MESSAGES_PER_SECOND")]
     max_messages_per_second: Option<u32>,
+    /// Most HTTP connections open and not upgraded to a WebSocket; one more closes the oldest
+    /// [default: 256, at most half of `ulimit -n`].
+    #[arg(long, env = "AULA_MAX_PENDING_CONNECTIONS")]
+    max_pending_connections: Option<usize>,
+    /// Seconds a connection may take to send a request header; connections not upgraded after
+    /// three times this are closed [default: 10].
+    #[arg(long, env = "AULA_HANDSHAKE_TIMEOUT_SECS")]
+    handshake_timeout_secs: Option<u64>,
+    /// Serve /metrics on this address instead of the listen address (e.g. 127.0.0.1:9090).
+    #[arg(long, env = "AULA_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Require `Authorization: Bearer TOKEN` on /metrics (at least 16 characters).
+    #[arg(long, env = "AULA_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// Refuse access tokens valid for longer than this many seconds (unset: any lifetime).
+    #[arg(long, env = "AULA_MAX_TOKEN_LIFETIME_SECS")]
+    max_token_lifetime_secs: Option<u64>,
 }
 
 impl Args {
@@ -81,11 +98,16 @@ impl Args {
             data_dir: self.data_dir.clone(),
             ice_tcp: self.ice_tcp,
             webhook_urls: self.webhook_urls.clone(),
+            metrics_listen: self.metrics_listen,
+            metrics_token: self.metrics_token.clone(),
+            max_token_lifetime_secs: self.max_token_lifetime_secs,
             limits: LimitsLayer {
                 max_rooms: self.max_rooms,
                 max_participants_per_room: self.max_participants_per_room,
                 max_connections_per_ip: self.max_connections_per_ip,
                 max_messages_per_second: self.max_messages_per_second,
+                max_pending_connections: self.max_pending_connections,
+                handshake_timeout_secs: self.handshake_timeout_secs,
             },
         }
     }
@@ -133,8 +155,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .rtc_tcp_addr()
         .map(|addr| format!(", ICE-TCP {addr}"))
         .unwrap_or_default();
+    let metrics = server
+        .metrics_addr()
+        .map(|addr| format!(", metrics http://{addr}/metrics"))
+        .unwrap_or_default();
     println!(
-        "aula-server listening on {} (signaling ws://{}/rtc, media udp {}{tcp})",
+        "aula-server listening on {} (signaling ws://{}/rtc, media udp {}{tcp}{metrics})",
         server.http_addr(),
         server.http_addr(),
         server.announced_rtc_addr()

@@ -40,7 +40,8 @@ function reportStats() {
   // The first remote video element: is it playing, how far has it played, and how much of the
   // picture it draws is lit (pixels with luma over 32, on a 64x36 copy).
   const shown = () => {
-    const video = document.querySelector('figure:not([data-track="local"]) video');
+    const me = window.aula.me && window.aula.me.id;
+    const video = document.querySelector(`#grid figure:not([data-participant="${me}"]) video`);
     if (!video) return null;
     let lit = 0;
     if (video.videoWidth > 0) {

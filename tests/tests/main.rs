@@ -15,18 +15,22 @@ mod bandwidth;
 mod browser;
 mod call;
 mod classroom;
+mod hardening;
 mod ice_tcp;
 mod limits;
 mod mute;
 mod network;
 mod no_devices;
+mod openapi;
 mod protocol_doc;
 mod reconnect;
 mod screen_share;
 mod teardown;
+mod track_kinds;
 mod turn;
 mod webhooks;
 mod whiteboard;
+mod whiteboard_abuse;
 mod whiteboard_yjs;
 
 /// `autotests = false` (tests/Cargo.toml) means a file in tests/tests/ is compiled only when a
