@@ -2,8 +2,10 @@
 //! or against a real `aula-server` process where the server itself is measured).
 
 mod adapt;
+mod attack;
 mod camera_format;
 mod churn;
+mod classroom;
 mod cpu;
 mod e2e;
 mod harness;
@@ -68,6 +70,10 @@ enum Scenario {
         target_os = "dragonfly"
     ))]
     Screen(screen::ScreenArgs),
+    /// A class of 30 on loopback: a teacher's action to the student's event (admit, invite,
+    /// accept, mute, move to audience), stage-up to everyone decoding, chat to everyone, and a
+    /// late joiner's history of 10 000 messages.
+    Classroom(classroom::ClassroomArgs),
     /// A camera frame from the driver's buffer to an encoded picture, per pixel format (YUYV,
     /// NV12, MJPEG).
     CameraFormat(camera_format::CameraFormatArgs),
@@ -78,6 +84,9 @@ enum Scenario {
     /// Thousands of joins and leaves in a row (some abrupt) against one aula-server process:
     /// its memory, tasks, open files and threads before and after.
     Churn(churn::ChurnArgs),
+    /// An attack on a running `aula-server` binary (sync-request flood, presence spam,
+    /// half-open connections) and the figure that shows whether it holds.
+    Attack(attack::AttackArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -110,8 +119,10 @@ fn main() -> anyhow::Result<()> {
             target_os = "dragonfly"
         ))]
         Scenario::Screen(args) => runtime.block_on(screen::run(args)),
+        Scenario::Classroom(args) => runtime.block_on(classroom::run(args)),
         Scenario::CameraFormat(args) => camera_format::run(args),
         Scenario::Soak(args) => runtime.block_on(soak::run(args)),
         Scenario::Churn(args) => runtime.block_on(churn::run(args)),
+        Scenario::Attack(args) => runtime.block_on(attack::run(args)),
     }
 }

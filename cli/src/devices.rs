@@ -15,6 +15,16 @@ pub struct DevicesArgs {
 
 /// Lists the devices.
 pub fn run(args: DevicesArgs) -> anyhow::Result<()> {
+    if !cfg!(all(
+        feature = "camera",
+        feature = "audio-devices",
+        feature = "screen"
+    )) {
+        eprintln!(
+            "aula: built without some device backends; `cargo build --release -p aula \
+             --features devices` builds them all (see the README for the system packages)"
+        );
+    }
     let list = devices::list_devices();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&list)?);

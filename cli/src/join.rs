@@ -3,16 +3,19 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use aula_core::devices::DeviceEvent;
-use aula_core::media::{SyntheticAudioSource, SyntheticVideoSource};
 use aula_core::netsim::{LinkSettings, NetworkImpairment};
-use aula_core::{ReceivedStats, Room, RoomEvent, RoomOptions, RoomStats, VideoPublishOptions};
-use aula_protocol::{MediaKind, TrackSource};
+use aula_core::{ChatDraft, ReceivedStats, Room, RoomError, RoomEvent, RoomOptions, RoomStats};
+use aula_protocol::{ErrorCode, MediaKind, Placement, TrackSource};
 use clap::Args;
 use serde_json::json;
+
+use crate::classroom_log::ClassroomLog;
+use crate::join_publish::{Nudge, Publisher};
 
 /// Arguments of `aula join`.
 #[derive(Args, Debug)]
@@ -25,38 +28,40 @@ pub struct JoinArgs {
     token: String,
     /// What to publish, comma-separated: `video` and `audio` (synthetic: a stamped picture
     /// and a tone), `camera`, `mic` and `screen` (this machine's devices; see `aula
-    /// devices`), or `none`.
+    /// devices`), or `none`. Each is published once the participant may: at once in a call,
+    /// on stage in a class (waiting in the lobby and the audience), and again after a return
+    /// to the stage.
     #[arg(long, default_value = "video,audio")]
     publish: String,
     /// The camera to publish with `--publish camera` (an id from `aula devices`; default the
     /// first). It opens at the format nearest `--resolution` and `--fps`.
     #[arg(long)]
-    camera: Option<String>,
+    pub(crate) camera: Option<String>,
     /// The microphone to publish with `--publish mic` (default: the system's).
     #[arg(long)]
-    microphone: Option<String>,
+    pub(crate) microphone: Option<String>,
     /// The screen or window to share with `--publish screen` (`screen:N` or `window:ID`;
     /// default the primary screen of `$DISPLAY`).
     #[arg(long)]
-    screen: Option<String>,
+    pub(crate) screen: Option<String>,
     /// Frames per second of the screen share.
     #[arg(long, default_value_t = 15)]
-    screen_fps: u32,
+    pub(crate) screen_fps: u32,
     /// Leave the mouse cursor out of the screen share.
     #[arg(long)]
-    no_cursor: bool,
+    pub(crate) no_cursor: bool,
     /// Play everyone's audio through this speaker (`default` for the system's).
     #[arg(long)]
     speaker: Option<String>,
     /// Video resolution WIDTHxHEIGHT.
     #[arg(long, default_value = "1280x720", value_parser = parse_resolution)]
-    resolution: (u32, u32),
+    pub(crate) resolution: (u32, u32),
     /// Video frame rate.
     #[arg(long, default_value_t = 30)]
-    fps: u32,
+    pub(crate) fps: u32,
     /// Video bitrate in kbit/s (default scales with resolution).
     #[arg(long)]
-    bitrate_kbps: Option<u32>,
+    pub(crate) bitrate_kbps: Option<u32>,
     /// Leave after this many seconds (default: stay until Ctrl-C).
     #[arg(long)]
     duration: Option<f64>,
@@ -75,6 +80,15 @@ pub struct JoinArgs {
     /// Cap media bandwidth at this many kbit/s, each way.
     #[arg(long)]
     cap_kbps: Option<u64>,
+    /// Send this chat message once in the room and admitted (repeatable; sent in order).
+    #[arg(long = "chat", value_name = "TEXT")]
+    chat: Vec<String>,
+    /// Raise a hand once admitted (a teacher's stage invitation then puts it on stage at once).
+    #[arg(long)]
+    raise_hand: bool,
+    /// Decline stage invitations (a headless participant accepts them by default).
+    #[arg(long)]
+    decline_stage: bool,
     /// Draw this many strokes on the room's whiteboard (streamed point by point, about 15
     /// strokes a second) while in the room; the stats file reports the board at the end.
     #[arg(long, default_value_t = 0)]
@@ -122,13 +136,14 @@ pub fn parse_resolution(text: &str) -> Result<(u32, u32), String> {
     Ok((w, h))
 }
 
+/// What `--publish` names.
 #[derive(Debug, Default)]
-struct Publish {
-    video: bool,
-    audio: bool,
-    camera: bool,
-    microphone: bool,
-    screen: bool,
+pub(crate) struct Publish {
+    pub(crate) video: bool,
+    pub(crate) audio: bool,
+    pub(crate) camera: bool,
+    pub(crate) microphone: bool,
+    pub(crate) screen: bool,
 }
 
 fn parse_publish(text: &str) -> anyhow::Result<Publish> {
@@ -180,54 +195,24 @@ async fn run_async(args: JoinArgs, publish: Publish) -> anyhow::Result<()> {
     let (room, mut events) = Room::connect(&args.url, &args.token, options)
         .await
         .with_context(|| format!("cannot join the room at {}", args.url))?;
+    let joined_at = Instant::now();
     let me = room.local_participant();
     eprintln!(
-        "joined room {} as {} ({}) in {:.0} ms",
+        "joined room {} as {} ({}) in {:.0} ms, in the {}",
         room.info().name,
         me.identity,
         me.role,
-        room.stats().join_ms
+        room.stats().join_ms,
+        room.placement()
     );
-    if publish.video {
-        let (width, height) = args.resolution;
-        let source = SyntheticVideoSource::new(width, height, args.fps)
-            .context("cannot create the synthetic video source")?;
-        let bitrate_bps = args
-            .bitrate_kbps
-            .map(|k| k * 1000)
-            .unwrap_or_else(|| default_bitrate_bps(width, height, args.fps));
-        room.publish_video(
-            source,
-            VideoPublishOptions {
-                bitrate_bps,
-                ..VideoPublishOptions::default()
-            },
-        )
-        .await
-        .context("cannot publish video")?;
-    }
-    if publish.audio {
-        room.publish_audio(SyntheticAudioSource::new(440.0), "microphone")
-            .await
-            .context("cannot publish audio")?;
-    }
-    let mut watched = Vec::new();
-    if publish.camera {
-        watched.push(local::publish_camera(&room, &args).await?);
-    }
-    if publish.microphone {
-        watched.push(local::publish_microphone(&room, &args).await?);
-    }
-    if publish.screen {
-        watched.push(local::publish_screen(&room, &args).await?);
-    }
-    if let Some(speaker) = &args.speaker {
-        watched.push(local::play_through(&room, speaker)?);
-    }
+    let args = Arc::new(args);
+    let log = Arc::new(Mutex::new(ClassroomLog::new(room.placement(), joined_at)));
     let (lost_tx, mut lost) = tokio::sync::mpsc::unbounded_channel();
-    for monitor in watched {
+    let mut publisher =
+        Publisher::start(room.clone(), Arc::clone(&args), &publish, lost_tx.clone());
+    if let Some(speaker) = &args.speaker {
+        let monitor = local::play_through(&room, speaker)?;
         let mut events = monitor.events();
-        let lost_tx = lost_tx.clone();
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
                 let _ = lost_tx.send(event);
@@ -237,12 +222,22 @@ async fn run_async(args: JoinArgs, publish: Publish) -> anyhow::Result<()> {
 
     let drawing = (args.whiteboard_strokes > 0)
         .then(|| tokio::spawn(draw_strokes(room.whiteboard(), args.whiteboard_strokes)));
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // Chat and a raised hand go out once the participant is admitted.
+    let mut greeted = None;
+    if room.placement() != Placement::Lobby {
+        greeted = Some(tokio::spawn(greet(
+            room.clone(),
+            Arc::clone(&args),
+            Arc::clone(&log),
+            interactive,
+        )));
+    }
 
     let deadline = args
         .duration
         .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
     let mut status = tokio::time::interval(Duration::from_secs(1));
-    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let ended_by_server = loop {
         let sleep_until_deadline = async {
             match deadline {
@@ -253,26 +248,69 @@ async fn run_async(args: JoinArgs, publish: Publish) -> anyhow::Result<()> {
         tokio::select! {
             _ = sleep_until_deadline => break None,
             _ = tokio::signal::ctrl_c() => break None,
-            _ = status.tick() => print_status(&room.stats(), interactive),
+            _ = status.tick() => print_status(room.placement(), &room.stats(), interactive),
+            Some(err) = publisher.failures.recv() => break Some(format!("{err:#}")),
             Some(event) = lost.recv() => match event {
                 DeviceEvent::Lost { kind, id, reason } => {
                     status_line(interactive, &format!("{kind} {id} lost: {reason}"));
                 }
                 other => status_line(interactive, &format!("{other:?}")),
             },
-            event = events.recv() => match event {
-                Some(RoomEvent::Disconnected { reason, .. }) => break Some(reason.to_string()),
-                Some(RoomEvent::ParticipantJoined(p)) => status_line(interactive, &format!("{} joined", p.identity)),
-                Some(RoomEvent::ParticipantLeft { participant_id, .. }) => status_line(interactive, &format!("{participant_id} left")),
-                Some(_) => {}
-                None => break Some("event stream ended".into()),
-            },
+            event = events.recv() => {
+                let Some(event) = event else { break Some("event stream ended".into()) };
+                match event {
+                    RoomEvent::Disconnected { reason, message } => {
+                        break Some(match message {
+                            Some(message) if !message.is_empty() => format!("{reason}: {message}"),
+                            _ => reason.to_string(),
+                        })
+                    }
+                    RoomEvent::ParticipantJoined(p) => status_line(interactive, &format!("{} joined", p.identity)),
+                    RoomEvent::ParticipantLeft { participant_id, .. } => status_line(interactive, &format!("{participant_id} left")),
+                    RoomEvent::Admitted => status_line(interactive, "admitted"),
+                    RoomEvent::StageInvitation { from } => {
+                        let accept = !args.decline_stage;
+                        status_line(
+                            interactive,
+                            &format!("{} the stage invitation of {from}", if accept { "accepting" } else { "declining" }),
+                        );
+                        let room = room.clone();
+                        tokio::spawn(async move {
+                            if let Err(err) = room.answer_stage_invitation(accept).await {
+                                eprintln!("answering the stage invitation failed: {err}");
+                            }
+                        });
+                    }
+                    RoomEvent::ChatReceived(message) => {
+                        let from = message.from.as_deref().unwrap_or("[system]");
+                        status_line(interactive, &format!("chat from {from}: {}", message.text));
+                        lock(&log).received_chat(&message);
+                    }
+                    RoomEvent::LocalTrackEnded { track_sid } => publisher.nudge(Nudge::Ended(track_sid)),
+                    RoomEvent::Reconnected { .. } => publisher.nudge(Nudge::Reconnected),
+                    _ => {}
+                }
+                // Whatever moved it (admission, the stage, permissions, a rejoin), note where it
+                // is and publish what it may publish now.
+                let placement = room.placement();
+                if lock(&log).placed(placement, Instant::now()) {
+                    status_line(interactive, &format!("now in the {placement}"));
+                }
+                publisher.nudge(Nudge::Check);
+                if greeted.is_none() && placement != Placement::Lobby {
+                    greeted = Some(tokio::spawn(greet(room.clone(), Arc::clone(&args), Arc::clone(&log), interactive)));
+                }
+            }
         }
     };
     if interactive {
         eprintln!();
     }
+    if let Some(greeted) = greeted {
+        greeted.abort();
+    }
     let stats = room.stats();
+    let classroom = lock(&log).document(Instant::now());
     let identity = me.identity.clone();
     let room_name = room.info().name;
     if let Some(drawing) = drawing {
@@ -289,6 +327,7 @@ async fn run_async(args: JoinArgs, publish: Publish) -> anyhow::Result<()> {
     if let Some(path) = &args.stats_json {
         let mut document = stats_document(&identity, &room_name, &stats);
         document["whiteboard"] = whiteboard;
+        document["classroom"] = classroom;
         std::fs::write(path, serde_json::to_vec_pretty(&document)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
@@ -298,20 +337,65 @@ async fn run_async(args: JoinArgs, publish: Publish) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn lock(log: &Mutex<ClassroomLog>) -> std::sync::MutexGuard<'_, ClassroomLog> {
+    // The log is plain data; a panic elsewhere cannot leave it inconsistent.
+    log.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Sends `--chat` messages in order, then raises the hand (`--raise-hand`), once admitted.
+async fn greet(room: Room, args: Arc<JoinArgs>, log: Arc<Mutex<ClassroomLog>>, interactive: bool) {
+    for text in &args.chat {
+        let draft = ChatDraft {
+            text: text.clone(),
+            ..ChatDraft::default()
+        };
+        let mut sent = room.send_chat(draft.clone()).await;
+        if let Err(RoomError::Refused {
+            code: ErrorCode::RateLimited,
+            ..
+        }) = sent
+        {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            sent = room.send_chat(draft).await;
+        }
+        match sent {
+            Ok(message) => {
+                lock(&log).sent_chat();
+                status_line(
+                    interactive,
+                    &format!("chat sent (#{}): {text}", message.seq),
+                );
+            }
+            Err(err) => status_line(interactive, &format!("chat not sent: {err}")),
+        }
+    }
+    if args.raise_hand {
+        match room.raise_hand().await {
+            Ok(()) => status_line(interactive, "hand raised"),
+            Err(err) => status_line(interactive, &format!("hand not raised: {err}")),
+        }
+    }
+}
+
 /// This machine's devices, each behind the feature that builds its backend.
-mod local {
+pub(crate) mod local {
     use super::JoinArgs;
     #[allow(unused_imports)]
     use anyhow::Context;
     #[allow(unused_imports)]
     use aula_core::devices::{self, DeviceMonitor};
     use aula_core::Room;
+    use aula_protocol::TrackInfo;
 
     #[cfg(all(
         feature = "camera",
         any(target_os = "linux", target_os = "macos", target_os = "windows")
     ))]
-    pub async fn publish_camera(room: &Room, args: &JoinArgs) -> anyhow::Result<DeviceMonitor> {
+    pub async fn publish_camera(
+        room: &Room,
+        args: &JoinArgs,
+    ) -> anyhow::Result<(TrackInfo, DeviceMonitor)> {
         let (width, height) = args.resolution;
         let camera = devices::CameraSource::open(
             args.camera.as_deref(),
@@ -329,41 +413,56 @@ mod local {
             .bitrate_kbps
             .map(|k| k * 1000)
             .unwrap_or_else(|| super::default_bitrate_bps(format.width, format.height, format.fps));
-        room.publish_video(
-            camera,
-            aula_core::VideoPublishOptions {
-                bitrate_bps,
-                ..aula_core::VideoPublishOptions::default()
-            },
-        )
-        .await
-        .context("cannot publish the camera")?;
-        Ok(monitor)
+        let track = room
+            .publish_video(
+                camera,
+                aula_core::VideoPublishOptions {
+                    bitrate_bps,
+                    ..aula_core::VideoPublishOptions::default()
+                },
+            )
+            .await
+            .context("cannot publish the camera")?;
+        Ok((track, monitor))
     }
 
     #[cfg(not(all(
         feature = "camera",
         any(target_os = "linux", target_os = "macos", target_os = "windows")
     )))]
-    pub async fn publish_camera(_: &Room, _: &JoinArgs) -> anyhow::Result<DeviceMonitor> {
-        anyhow::bail!("this aula was built without camera support (the `camera` feature)")
+    pub async fn publish_camera(
+        _: &Room,
+        _: &JoinArgs,
+    ) -> anyhow::Result<(TrackInfo, DeviceMonitor)> {
+        anyhow::bail!(
+            "this aula was built without camera support (build it with `--features devices`)"
+        )
     }
 
     #[cfg(feature = "audio-devices")]
-    pub async fn publish_microphone(room: &Room, args: &JoinArgs) -> anyhow::Result<DeviceMonitor> {
+    pub async fn publish_microphone(
+        room: &Room,
+        args: &JoinArgs,
+    ) -> anyhow::Result<(TrackInfo, DeviceMonitor)> {
         let microphone = devices::Microphone::open(args.microphone.as_deref())
             .context("cannot open the microphone")?;
         let monitor = microphone.monitor();
         eprintln!("microphone {}", monitor.id());
-        room.publish_audio(microphone, "microphone")
+        let track = room
+            .publish_audio(microphone, "microphone")
             .await
             .context("cannot publish the microphone")?;
-        Ok(monitor)
+        Ok((track, monitor))
     }
 
     #[cfg(not(feature = "audio-devices"))]
-    pub async fn publish_microphone(_: &Room, _: &JoinArgs) -> anyhow::Result<DeviceMonitor> {
-        anyhow::bail!("this aula was built without audio devices (the `audio-devices` feature)")
+    pub async fn publish_microphone(
+        _: &Room,
+        _: &JoinArgs,
+    ) -> anyhow::Result<(TrackInfo, DeviceMonitor)> {
+        anyhow::bail!(
+            "this aula was built without audio devices (build it with `--features devices`)"
+        )
     }
 
     #[cfg(feature = "audio-devices")]
@@ -377,7 +476,9 @@ mod local {
 
     #[cfg(not(feature = "audio-devices"))]
     pub fn play_through(_: &Room, _: &str) -> anyhow::Result<DeviceMonitor> {
-        anyhow::bail!("this aula was built without audio devices (the `audio-devices` feature)")
+        anyhow::bail!(
+            "this aula was built without audio devices (build it with `--features devices`)"
+        )
     }
 
     #[cfg(all(
@@ -392,7 +493,10 @@ mod local {
             target_os = "windows"
         )
     ))]
-    pub async fn publish_screen(room: &Room, args: &JoinArgs) -> anyhow::Result<DeviceMonitor> {
+    pub async fn publish_screen(
+        room: &Room,
+        args: &JoinArgs,
+    ) -> anyhow::Result<(TrackInfo, DeviceMonitor)> {
         use aula_core::VideoSource as _;
         let screen = devices::ScreenSource::open(
             args.screen.as_deref(),
@@ -416,13 +520,14 @@ mod local {
             .bitrate_kbps
             .map(|k| k * 1000)
             .unwrap_or_else(|| super::screen_bitrate_bps(width, height, args.screen_fps));
-        room.publish_video(
-            screen,
-            aula_core::VideoPublishOptions::screen_share(bitrate_bps),
-        )
-        .await
-        .context("cannot share the screen")?;
-        Ok(monitor)
+        let track = room
+            .publish_video(
+                screen,
+                aula_core::VideoPublishOptions::screen_share(bitrate_bps),
+            )
+            .await
+            .context("cannot share the screen")?;
+        Ok((track, monitor))
     }
 
     #[cfg(not(all(
@@ -437,8 +542,13 @@ mod local {
             target_os = "windows"
         )
     )))]
-    pub async fn publish_screen(_: &Room, _: &JoinArgs) -> anyhow::Result<DeviceMonitor> {
-        anyhow::bail!("this aula was built without screen sharing (the `screen` feature)")
+    pub async fn publish_screen(
+        _: &Room,
+        _: &JoinArgs,
+    ) -> anyhow::Result<(TrackInfo, DeviceMonitor)> {
+        anyhow::bail!(
+            "this aula was built without screen sharing (build it with `--features devices`)"
+        )
     }
 }
 
@@ -492,8 +602,8 @@ fn status_line(interactive: bool, text: &str) {
     }
 }
 
-fn print_status(stats: &RoomStats, interactive: bool) {
-    let mut line = String::new();
+fn print_status(placement: Placement, stats: &RoomStats, interactive: bool) {
+    let mut line = format!("{placement} | ");
     if let Some(estimate) = &stats.send_estimate {
         line.push_str(&format!("uplink {:.0} kbps | ", estimate.target_kbps));
     }

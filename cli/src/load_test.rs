@@ -15,25 +15,26 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::join::{default_bitrate_bps, parse_resolution};
+use crate::load_test_class::{self as class, ClassFigures, ClassShape};
 
 /// Arguments of `aula load-test`.
 #[derive(Args, Debug, Clone)]
 pub struct LoadTestArgs {
     /// Server URL, e.g. ws://127.0.0.1:7880.
     #[arg(long, env = "AULA_URL")]
-    url: String,
+    pub(crate) url: String,
     /// API key the participants' tokens are minted with.
     #[arg(long, env = "AULA_API_KEY")]
-    api_key: String,
+    pub(crate) api_key: String,
     /// API secret the participants' tokens are signed with.
     #[arg(long, env = "AULA_API_SECRET", hide_env_values = true)]
-    api_secret: String,
+    pub(crate) api_secret: String,
     /// Rooms to spread the participants over (named `PREFIX-1` ... `PREFIX-N`).
     #[arg(long, default_value_t = 1)]
-    rooms: usize,
+    pub(crate) rooms: usize,
     /// Prefix of the rooms' names.
     #[arg(long, default_value = "load")]
-    room_prefix: String,
+    pub(crate) room_prefix: String,
     /// Participants in each room.
     #[arg(long, default_value_t = 4)]
     participants_per_room: usize,
@@ -43,26 +44,43 @@ pub struct LoadTestArgs {
     publishers_per_room: usize,
     /// Video resolution WIDTHxHEIGHT of each publisher.
     #[arg(long, default_value = "640x360", value_parser = parse_resolution)]
-    resolution: (u32, u32),
+    pub(crate) resolution: (u32, u32),
     /// Video frame rate.
     #[arg(long, default_value_t = 15)]
-    fps: u32,
+    pub(crate) fps: u32,
     /// Participants joining per second, so the server sees a ramp, not a stampede.
     #[arg(long, default_value_t = 10.0)]
-    join_rate: f64,
+    pub(crate) join_rate: f64,
     /// Seconds measured once everyone has joined (and a 2 s settling time).
     #[arg(long, default_value_t = 30.0)]
     duration: f64,
     /// Write the summary as JSON to this file.
     #[arg(long)]
     stats_json: Option<PathBuf>,
+    /// Run each room as a class: a teacher who publishes, `--stage` students brought on stage
+    /// (who then publish), `--audience` students admitted to watch, and `--lobby` students
+    /// left waiting (instead of --participants-per-room and --publishers-per-room).
+    #[arg(long, conflicts_with_all = ["participants_per_room", "publishers_per_room"])]
+    class: bool,
+    /// With --class: students on stage in each room.
+    #[arg(long, default_value_t = 2, requires = "class")]
+    stage: usize,
+    /// With --class: students in the audience in each room.
+    #[arg(long, default_value_t = 8, requires = "class")]
+    audience: usize,
+    /// With --class: students left in the lobby in each room.
+    #[arg(long, default_value_t = 0, requires = "class")]
+    lobby: usize,
 }
 
 /// One participant the load test runs.
-struct Participant {
-    room: Room,
-    publishes: bool,
-    log: Arc<FrameLog>,
+pub(crate) struct Participant {
+    pub(crate) room: Room,
+    /// Whether it publishes video (others expect its stream).
+    pub(crate) publishes: bool,
+    /// Whether it should receive the room's video (not while waiting in a lobby).
+    pub(crate) receives: bool,
+    pub(crate) log: Arc<FrameLog>,
 }
 
 /// What `aula load-test` found.
@@ -91,6 +109,9 @@ pub struct LoadReport {
     starved_receivers: usize,
     /// Seconds measured.
     duration_s: f64,
+    /// With --class: what the classroom did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    classroom: Option<ClassFigures>,
 }
 
 /// Runs the load test and prints (and writes) its summary.
@@ -102,6 +123,9 @@ pub fn run(args: LoadTestArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let report = runtime.block_on(run_async(&args))?;
     print_report(&report);
+    if let Some(figures) = &report.classroom {
+        class::print(figures);
+    }
     if let Some(path) = &args.stats_json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -120,12 +144,37 @@ pub fn run(args: LoadTestArgs) -> anyhow::Result<()> {
             report.starved_receivers
         );
     }
+    if let Some(problems) = report.classroom.as_ref().map(ClassFigures::problems) {
+        if !problems.is_empty() {
+            bail!("the class went wrong: {}", problems.join("; "));
+        }
+    }
     Ok(())
+}
+
+/// The shape of each class, with --class.
+fn shape(args: &LoadTestArgs) -> Option<ClassShape> {
+    args.class.then_some(ClassShape {
+        stage: args.stage,
+        audience: args.audience,
+        lobby: args.lobby,
+    })
+}
+
+/// Participants in each room.
+fn per_room(args: &LoadTestArgs) -> usize {
+    shape(args).map_or(args.participants_per_room, |s| s.per_room())
 }
 
 fn validate(args: &LoadTestArgs) -> anyhow::Result<()> {
     if args.rooms == 0 || args.participants_per_room == 0 {
         bail!("--rooms and --participants-per-room must be at least 1");
+    }
+    if args.class && args.stage > aula_protocol::classroom::MAX_STAGE_CAPACITY as usize {
+        bail!(
+            "--stage is at most {} (a room's largest stage)",
+            aula_protocol::classroom::MAX_STAGE_CAPACITY
+        );
     }
     if args.publishers_per_room > args.participants_per_room {
         bail!("--publishers-per-room cannot exceed --participants-per-room");
@@ -143,35 +192,16 @@ fn validate(args: &LoadTestArgs) -> anyhow::Result<()> {
 }
 
 async fn run_async(args: &LoadTestArgs) -> anyhow::Result<LoadReport> {
-    let total = args.rooms * args.participants_per_room;
-    let pace = Duration::from_secs_f64(1.0 / args.join_rate);
-    let mut joins = Vec::with_capacity(total);
-    for index in 0..total {
-        let room_number = index % args.rooms + 1;
-        let seat = index / args.rooms;
-        let publishes = seat < args.publishers_per_room;
-        let args = args.clone();
-        joins.push(tokio::spawn(async move {
-            join_one(&args, room_number, seat, publishes).await
-        }));
-        tokio::time::sleep(pace).await;
-    }
-    let mut participants: Vec<(usize, Participant)> = Vec::new();
-    let mut failed = 0;
-    let mut first_error = None;
-    for (index, join) in joins.into_iter().enumerate() {
-        match join.await {
-            Ok(Ok(participant)) => participants.push((index % args.rooms, participant)),
-            Ok(Err(err)) => {
-                failed += 1;
-                first_error.get_or_insert_with(|| format!("{err:#}"));
-            }
-            Err(err) => {
-                failed += 1;
-                first_error.get_or_insert_with(|| format!("join task failed: {err}"));
-            }
+    let mut classes = Vec::new();
+    let (participants, failed, first_error) = match shape(args) {
+        Some(shape) => {
+            let (participants, ran, failed, first_error) = class::start(args, shape).await?;
+            classes = ran;
+            (participants, failed, first_error)
         }
-    }
+        None => join_calls(args).await,
+    };
+    let total = args.rooms * per_room(args);
     if participants.is_empty() {
         let now = Instant::now();
         return Ok(summarize(
@@ -213,11 +243,46 @@ async fn run_async(args: &LoadTestArgs) -> anyhow::Result<LoadReport> {
         );
     }
     let to = Instant::now();
-    let report = summarize(args, &participants, failed, first_error, from, to);
+    let mut report = summarize(args, &participants, failed, first_error, from, to);
+    report.classroom = shape(args).map(|shape| class::figures(&classes, shape));
     for (_, participant) in &participants {
         participant.room.disconnect().await;
     }
     Ok(report)
+}
+
+/// Joins the participants of plain calls at the join rate.
+async fn join_calls(args: &LoadTestArgs) -> (Vec<(usize, Participant)>, usize, Option<String>) {
+    let total = args.rooms * args.participants_per_room;
+    let pace = Duration::from_secs_f64(1.0 / args.join_rate);
+    let mut joins = Vec::with_capacity(total);
+    for index in 0..total {
+        let room_number = index % args.rooms + 1;
+        let seat = index / args.rooms;
+        let publishes = seat < args.publishers_per_room;
+        let args = args.clone();
+        joins.push(tokio::spawn(async move {
+            join_one(&args, room_number, seat, publishes).await
+        }));
+        tokio::time::sleep(pace).await;
+    }
+    let mut participants: Vec<(usize, Participant)> = Vec::new();
+    let mut failed = 0;
+    let mut first_error = None;
+    for (index, join) in joins.into_iter().enumerate() {
+        match join.await {
+            Ok(Ok(participant)) => participants.push((index % args.rooms, participant)),
+            Ok(Err(err)) => {
+                failed += 1;
+                first_error.get_or_insert_with(|| format!("{err:#}"));
+            }
+            Err(err) => {
+                failed += 1;
+                first_error.get_or_insert_with(|| format!("join task failed: {err}"));
+            }
+        }
+    }
+    (participants, failed, first_error)
 }
 
 async fn join_one(
@@ -259,6 +324,7 @@ async fn join_one(
     Ok(Participant {
         room,
         publishes,
+        receives: true,
         log,
     })
 }
@@ -281,7 +347,7 @@ fn summarize(
     let mut receivers: Vec<WindowSummary> = Vec::new();
     let mut expected_streams = 0;
     let mut starved_receivers = 0;
-    for (room, participant) in participants {
+    for (room, participant) in participants.iter().filter(|(_, p)| p.receives) {
         let streams = publishers_in(*room) - usize::from(participant.publishes);
         if streams == 0 {
             continue;
@@ -305,7 +371,7 @@ fn summarize(
         .map(|(_, p)| p.room.stats().join_ms)
         .collect();
     LoadReport {
-        participants: args.rooms * args.participants_per_room,
+        participants: args.rooms * per_room(args),
         joined: participants.len(),
         failed,
         first_error,
@@ -321,6 +387,7 @@ fn summarize(
         freezes: receivers.iter().map(|r| r.freezes).sum(),
         starved_receivers,
         duration_s: to.duration_since(from).as_secs_f64(),
+        classroom: None,
     }
 }
 

@@ -1,8 +1,14 @@
-//! `aula`: mint tokens, join rooms and load-test a server from the command line.
+//! `aula`: mint tokens, join rooms, run a class through the server API and load-test a server
+//! from the command line.
 
+mod api_client;
+mod class;
+mod classroom_log;
 mod devices;
 mod join;
+mod join_publish;
 mod load_test;
+mod load_test_class;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +28,9 @@ enum Command {
     /// Join a room as a headless participant with synthetic video and audio, or this
     /// machine's camera, microphone, speaker and screen.
     Join(join::JoinArgs),
+    /// Run a class through the server API: settings, lobby, stage, moderation, chat history,
+    /// attendance. Exits 1 with `error: <code>: <message>` when the server refuses.
+    Class(class::ClassArgs),
     /// List the cameras, microphones, speakers, screens and windows of this machine.
     Devices(devices::DevicesArgs),
     /// Load a running server: many participants from this process, spread over rooms, some
@@ -41,14 +50,25 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Token(args) => token::run(args),
         Command::Join(args) => join::run(args),
+        Command::Class(args) => class::run(args),
         Command::Devices(args) => devices::run(args),
         Command::LoadTest(args) => load_test::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("aula: {err:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(err) => match err.downcast_ref::<api_client::ApiFailure>() {
+            Some(refusal @ api_client::ApiFailure::Refused { .. }) => {
+                eprintln!("error: {refusal}");
+                std::process::ExitCode::from(class::EXIT_REFUSED)
+            }
+            Some(failure) => {
+                eprintln!("aula: {failure}");
+                std::process::ExitCode::from(class::EXIT_UNREACHABLE)
+            }
+            None => {
+                eprintln!("aula: {err:#}");
+                std::process::ExitCode::FAILURE
+            }
+        },
     }
 }

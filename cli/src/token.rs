@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use aula_protocol::api::ApiClaims;
 use aula_protocol::token::unix_now;
 use aula_protocol::{Claims, Role};
 use clap::Args;
@@ -16,12 +17,16 @@ pub struct TokenArgs {
     /// API secret the token is signed with.
     #[arg(long, env = "AULA_API_SECRET", hide_env_values = true)]
     api_secret: String,
-    /// Room the token admits to.
-    #[arg(long)]
-    room: String,
+    /// Room the token admits to (with --server: the one room it may act on; default all).
+    #[arg(long, required_unless_present = "server")]
+    room: Option<String>,
     /// Participant identity.
-    #[arg(long)]
-    identity: String,
+    #[arg(long, required_unless_present = "server")]
+    identity: Option<String>,
+    /// Print a server token for the server API (`Authorization: Bearer ...`) instead of an
+    /// access token; it lives at most 24 h.
+    #[arg(long, conflicts_with_all = ["identity", "name", "role"])]
+    server: bool,
     /// Display name.
     #[arg(long)]
     name: Option<String>,
@@ -58,10 +63,22 @@ pub fn parse_ttl(text: &str) -> Result<Duration, String> {
 
 /// Prints a token.
 pub fn run(args: TokenArgs) -> anyhow::Result<()> {
+    if args.server {
+        let mut claims = ApiClaims::new(&args.api_key, unix_now(), args.ttl.as_secs());
+        claims.room = args.room;
+        let token = claims
+            .sign(&args.api_secret)
+            .context("cannot mint the server token")?;
+        println!("{token}");
+        return Ok(());
+    }
+    let (Some(room), Some(identity)) = (&args.room, &args.identity) else {
+        anyhow::bail!("an access token needs --room and --identity");
+    };
     let mut claims = Claims::new(
         &args.api_key,
-        &args.room,
-        &args.identity,
+        room,
+        identity,
         args.role,
         unix_now(),
         args.ttl.as_secs(),

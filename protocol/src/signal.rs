@@ -856,6 +856,9 @@ pub enum ErrorCode {
     Removed,
     /// Chat is off, or this participant may not chat now.
     ChatDisabled,
+    /// Media arrived for an announced track with the other media kind (video on a track
+    /// announced as a microphone, audio on a camera); the server does not forward it.
+    TrackKindMismatch,
     /// The server failed; the request may be retried.
     Internal,
     /// A code this version does not know (sent by a newer server).
@@ -888,6 +891,7 @@ impl ErrorCode {
             ErrorCode::RoomLocked => "room_locked",
             ErrorCode::Removed => "removed",
             ErrorCode::ChatDisabled => "chat_disabled",
+            ErrorCode::TrackKindMismatch => "track_kind_mismatch",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }
@@ -963,6 +967,19 @@ mod tests {
         );
         let back: ServerMessage = serde_json::from_str(&json).unwrap();
         assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn the_track_kind_mismatch_code_has_one_wire_name() {
+        let code = ErrorCode::TrackKindMismatch;
+        assert_eq!(
+            serde_json::to_string(&code).unwrap(),
+            format!("\"{}\"", code.as_str())
+        );
+        assert_eq!(
+            serde_json::from_str::<ErrorCode>("\"track_kind_mismatch\"").unwrap(),
+            code
+        );
     }
 
     #[test]

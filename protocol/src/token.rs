@@ -21,6 +21,10 @@ pub const MAX_NAME_BYTES: usize = 128;
 pub const MAX_DISPLAY_NAME_BYTES: usize = 256;
 /// Longest token accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// Clock skew tolerated between a token's issuer and the verifier when checking `nbf` and
+/// `iat`: a token becomes valid up to this many seconds before its `nbf`, and may say it was
+/// issued up to this many seconds in the verifier's future. Expiry gets no leeway.
+pub const CLOCK_SKEW_LEEWAY_SECS: u64 = 60;
 
 /// What a participant is in the classroom. The role sets the default [`Grants`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -137,6 +141,9 @@ pub struct Claims {
     pub grants: Grants,
     /// Issued at, seconds since the Unix epoch.
     pub iat: u64,
+    /// Not valid before, seconds since the Unix epoch; unset means valid from `iat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
     /// The room's classroom settings, for a room this token opens (or one that runs with
@@ -159,6 +166,8 @@ struct ClaimsOnTheWire {
     iat: u64,
     exp: u64,
     #[serde(default)]
+    nbf: Option<u64>,
+    #[serde(default)]
     classroom: Option<RoomSettings>,
 }
 
@@ -173,7 +182,27 @@ impl From<ClaimsOnTheWire> for Claims {
             role: wire.role,
             iat: wire.iat,
             exp: wire.exp,
+            nbf: wire.nbf,
             classroom: wire.classroom,
+        }
+    }
+}
+
+/// How [`Claims::verify_with`] judges a token's times, beyond its signature and claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimePolicy {
+    /// Clock skew tolerated on `nbf` and `iat` (see [`CLOCK_SKEW_LEEWAY_SECS`]).
+    pub leeway_secs: u64,
+    /// Longest validity window accepted: `exp` minus the later of `iat` and `nbf`. `None`
+    /// accepts any.
+    pub max_lifetime_secs: Option<u64>,
+}
+
+impl Default for TimePolicy {
+    fn default() -> Self {
+        Self {
+            leeway_secs: CLOCK_SKEW_LEEWAY_SECS,
+            max_lifetime_secs: None,
         }
     }
 }
@@ -185,6 +214,17 @@ pub enum TokenError {
     /// The token is past its expiry.
     #[error("token expired")]
     Expired,
+    /// The token's `nbf` (or its `iat`) lies in the future, beyond the tolerated clock skew.
+    #[error("token not valid yet: {0}")]
+    NotYetValid(String),
+    /// The token is valid for longer than the verifier accepts.
+    #[error("token valid for {lifetime_secs} s, longer than the {max_secs} s this server accepts")]
+    LifetimeTooLong {
+        /// `exp` minus the later of `iat` and `nbf`.
+        lifetime_secs: u64,
+        /// The verifier's cap.
+        max_secs: u64,
+    },
     /// The signature does not verify with the secret of the key it names.
     #[error("token signature is invalid")]
     BadSignature,
@@ -218,6 +258,7 @@ impl Claims {
             role,
             grants: role.default_grants(),
             iat: now_unix,
+            nbf: None,
             exp: now_unix.saturating_add(ttl_secs),
             classroom: None,
         }
@@ -244,6 +285,50 @@ impl Claims {
             return Err(TokenError::InvalidClaims(
                 "expiry is not after issue time".into(),
             ));
+        }
+        if self.nbf.is_some_and(|nbf| nbf >= self.exp) {
+            return Err(TokenError::InvalidClaims(
+                "expiry is not after the not-before time".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// When the token starts being valid: the later of `iat` and `nbf`.
+    pub fn valid_from(&self) -> u64 {
+        self.nbf.map_or(self.iat, |nbf| nbf.max(self.iat))
+    }
+
+    /// Checks the token's times against `now_unix` under `policy`: expired (no leeway), not
+    /// valid yet (`nbf` or `iat` in the future beyond the leeway), or valid for longer than the
+    /// policy's cap.
+    pub fn check_times(&self, now_unix: u64, policy: &TimePolicy) -> Result<(), TokenError> {
+        if now_unix >= self.exp {
+            return Err(TokenError::Expired);
+        }
+        let horizon = now_unix.saturating_add(policy.leeway_secs);
+        if let Some(nbf) = self.nbf {
+            if nbf > horizon {
+                return Err(TokenError::NotYetValid(format!(
+                    "nbf is {} s ahead",
+                    nbf - now_unix
+                )));
+            }
+        }
+        if self.iat > horizon {
+            return Err(TokenError::NotYetValid(format!(
+                "issued {} s in the future",
+                self.iat - now_unix
+            )));
+        }
+        if let Some(max_secs) = policy.max_lifetime_secs {
+            let lifetime_secs = self.exp - self.valid_from();
+            if lifetime_secs > max_secs {
+                return Err(TokenError::LifetimeTooLong {
+                    lifetime_secs,
+                    max_secs,
+                });
+            }
         }
         Ok(())
     }
@@ -292,12 +377,25 @@ impl Claims {
     }
 
     /// Verifies `token` and returns its claims. `secret_for` maps an API key to its secret.
-    /// Expiry is checked against `now_unix` with no leeway. Needs the `signing` feature.
+    /// Times are checked against `now_unix` under the default [`TimePolicy`]: expiry with no
+    /// leeway, `nbf` and `iat` with [`CLOCK_SKEW_LEEWAY_SECS`], no lifetime cap. Needs the
+    /// `signing` feature.
     #[cfg(feature = "signing")]
     pub fn verify<'a>(
         token: &str,
         secret_for: impl Fn(&str) -> Option<&'a str>,
         now_unix: u64,
+    ) -> Result<Claims, TokenError> {
+        Self::verify_with(token, secret_for, now_unix, &TimePolicy::default())
+    }
+
+    /// [`verify`](Self::verify) with the token's times judged by `policy`.
+    #[cfg(feature = "signing")]
+    pub fn verify_with<'a>(
+        token: &str,
+        secret_for: impl Fn(&str) -> Option<&'a str>,
+        now_unix: u64,
+        policy: &TimePolicy,
     ) -> Result<Claims, TokenError> {
         check_token_length(token)?;
         let header =
@@ -332,9 +430,7 @@ impl Claims {
             ));
         }
         claims.validate()?;
-        if now_unix >= claims.exp {
-            return Err(TokenError::Expired);
-        }
+        claims.check_times(now_unix, policy)?;
         Ok(claims)
     }
 }
@@ -464,6 +560,72 @@ mod tests {
             assert!(matches!(
                 Claims::verify("not.a.jwt", secret_for, 1_001),
                 Err(TokenError::Malformed(_))
+            ));
+        }
+
+        #[test]
+        fn not_before_and_future_issue_times_are_refused_beyond_the_leeway() {
+            let leeway = CLOCK_SKEW_LEEWAY_SECS;
+            let mut claims = Claims::new("devkey", "r1", "t1", Role::Student, 1_000, 3_600);
+            claims.nbf = Some(2_000);
+            let token = claims.sign("devsecret").unwrap();
+            assert!(matches!(
+                Claims::verify(&token, secret_for, 1_500),
+                Err(TokenError::NotYetValid(_))
+            ));
+            assert!(matches!(
+                Claims::verify(&token, secret_for, 2_000 - leeway - 1),
+                Err(TokenError::NotYetValid(_))
+            ));
+            assert_eq!(
+                Claims::verify(&token, secret_for, 2_000 - leeway).unwrap(),
+                claims,
+                "within the clock-skew allowance"
+            );
+            assert!(Claims::verify(&token, secret_for, 2_500).is_ok());
+
+            let future = Claims::new("devkey", "r1", "t1", Role::Student, 10_000, 600)
+                .sign("devsecret")
+                .unwrap();
+            assert!(matches!(
+                Claims::verify(&future, secret_for, 10_000 - leeway - 1),
+                Err(TokenError::NotYetValid(_))
+            ));
+            assert!(Claims::verify(&future, secret_for, 10_000 - leeway).is_ok());
+        }
+
+        #[test]
+        fn the_lifetime_cap_counts_from_the_later_of_iat_and_nbf() {
+            let policy = TimePolicy {
+                max_lifetime_secs: Some(3_600),
+                ..TimePolicy::default()
+            };
+            let day = Claims::new("devkey", "r1", "t1", Role::Student, 1_000, 86_400)
+                .sign("devsecret")
+                .unwrap();
+            assert_eq!(
+                Claims::verify_with(&day, secret_for, 1_001, &policy),
+                Err(TokenError::LifetimeTooLong {
+                    lifetime_secs: 86_400,
+                    max_secs: 3_600
+                })
+            );
+            assert!(Claims::verify(&day, secret_for, 1_001).is_ok(), "no cap");
+            // Minted a week ahead for a one-hour class: valid for an hour.
+            let mut class = Claims::new("devkey", "r1", "t1", Role::Student, 1_000, 0);
+            class.nbf = Some(605_800);
+            class.exp = 605_800 + 3_600;
+            let class = class.sign("devsecret").unwrap();
+            assert!(Claims::verify_with(&class, secret_for, 605_800, &policy).is_ok());
+        }
+
+        #[test]
+        fn an_empty_validity_window_cannot_be_signed() {
+            let mut claims = Claims::new("devkey", "r1", "t1", Role::Student, 1_000, 60);
+            claims.nbf = Some(1_060);
+            assert!(matches!(
+                claims.sign("devsecret"),
+                Err(TokenError::InvalidClaims(_))
             ));
         }
 

@@ -93,7 +93,11 @@ fn failure(code: ErrorCode, message: impl Into<String>) -> Failure {
 type ApiResult<T> = Result<Json<T>, Failure>;
 
 /// Verifies the bearer token and that it may act on `room` (when given).
-fn authorize(state: &ServerState, headers: &HeaderMap, room: Option<&str>) -> Result<(), Failure> {
+fn authorize(
+    state: &ServerState,
+    headers: &HeaderMap,
+    room: Option<&str>,
+) -> Result<ApiClaims, Failure> {
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -114,14 +118,21 @@ fn authorize(state: &ServerState, headers: &HeaderMap, room: Option<&str>) -> Re
         other => failure(ErrorCode::InvalidToken, other.to_string()),
     })?;
     if let Some(room) = room {
-        if !claims.allows_room(room) {
-            return Err(failure(
-                ErrorCode::PermissionDenied,
-                "the token is for another room",
-            ));
-        }
+        in_scope(&claims, room)?;
     }
-    Ok(())
+    Ok(claims)
+}
+
+/// Refuses a server token scoped to another room than `room`.
+fn in_scope(claims: &ApiClaims, room: &str) -> Result<(), Failure> {
+    if claims.allows_room(room) {
+        Ok(())
+    } else {
+        Err(failure(
+            ErrorCode::PermissionDenied,
+            "the token is for another room",
+        ))
+    }
 }
 
 /// Parses a JSON body; an empty body is the type's default when it has one.
@@ -161,8 +172,10 @@ async fn create_room(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, Failure> {
+    // The caller first: who sends no valid token learns nothing about what the body lacks.
+    let claims = authorize(&state, &headers, None)?;
     let request: CreateRoom = body(&bytes)?;
-    authorize(&state, &headers, Some(&request.name))?;
+    in_scope(&claims, &request.name)?;
     let name = &request.name;
     if name.trim().is_empty()
         || name.len() > aula_protocol::token::MAX_NAME_BYTES

@@ -26,6 +26,13 @@ pub struct Limits {
     /// Signaling messages per second per connection (bursts of twice that are absorbed);
     /// messages beyond get `rate_limited` and are dropped.
     pub max_messages_per_second: u32,
+    /// HTTP connections open at once that have not upgraded to a WebSocket; accepting one more
+    /// closes the oldest. Lowered to half the descriptor limit (`ulimit -n`) when above it.
+    pub max_pending_connections: usize,
+    /// Seconds a connection may take to send a complete request header (from the connect, and
+    /// between requests on a kept-alive connection); a connection that has not upgraded to a
+    /// WebSocket after three times this is closed.
+    pub handshake_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -35,9 +42,16 @@ impl Default for Limits {
             max_participants_per_room: 256,
             max_connections_per_ip: 64,
             max_messages_per_second: 50,
+            max_pending_connections: 256,
+            handshake_timeout_secs: 10,
         }
     }
 }
+
+/// Longest handshake timeout accepted, in seconds.
+pub const MAX_HANDSHAKE_TIMEOUT_SECS: u64 = 300;
+/// Shortest metrics bearer token accepted, in characters.
+pub const MIN_METRICS_TOKEN_CHARS: usize = 16;
 
 /// Everything a server needs to start.
 #[derive(Clone, Debug)]
@@ -60,6 +74,12 @@ pub struct ServerConfig {
     pub webhook_urls: Vec<String>,
     /// Also serve ICE over TCP on the media port number, for clients whose network blocks UDP.
     pub ice_tcp: bool,
+    /// Serve `/metrics` on this address only (not on `listen`).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Require `Authorization: Bearer <token>` on `/metrics`.
+    pub metrics_token: Option<String>,
+    /// Refuse tokens valid for longer than this (`exp` minus the later of `iat` and `nbf`).
+    pub max_token_lifetime_secs: Option<u64>,
 }
 
 impl ServerConfig {
@@ -76,6 +96,9 @@ impl ServerConfig {
             whiteboard_limits: Default::default(),
             webhook_urls: Vec::new(),
             ice_tcp: true,
+            metrics_listen: None,
+            metrics_token: None,
+            max_token_lifetime_secs: None,
         }
     }
 }
@@ -106,6 +129,15 @@ pub struct ConfigLayer {
     /// Webhook endpoints; unset sends none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_urls: Option<Vec<String>>,
+    /// See [`ServerConfig::metrics_listen`]; unset serves `/metrics` on `listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// See [`ServerConfig::metrics_token`]; unset leaves `/metrics` open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_token: Option<String>,
+    /// See [`ServerConfig::max_token_lifetime_secs`]; unset accepts any lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_token_lifetime_secs: Option<u64>,
     /// Overload and abuse caps; unset fields keep their defaults.
     #[serde(default)]
     pub limits: LimitsLayer,
@@ -123,6 +155,12 @@ pub struct LimitsLayer {
     pub max_connections_per_ip: Option<usize>,
     /// See [`Limits::max_messages_per_second`].
     pub max_messages_per_second: Option<u32>,
+    /// See [`Limits::max_pending_connections`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pending_connections: Option<usize>,
+    /// See [`Limits::handshake_timeout_secs`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake_timeout_secs: Option<u64>,
 }
 
 /// The configuration a server runs with, plus what only the binary uses.
@@ -186,6 +224,11 @@ impl ConfigLayer {
             data_dir: self.data_dir.or(below.data_dir),
             ice_tcp: self.ice_tcp.or(below.ice_tcp),
             webhook_urls: self.webhook_urls.or(below.webhook_urls),
+            metrics_listen: self.metrics_listen.or(below.metrics_listen),
+            metrics_token: self.metrics_token.or(below.metrics_token),
+            max_token_lifetime_secs: self
+                .max_token_lifetime_secs
+                .or(below.max_token_lifetime_secs),
             limits: LimitsLayer {
                 max_rooms: self.limits.max_rooms.or(below.limits.max_rooms),
                 max_participants_per_room: self
@@ -200,6 +243,14 @@ impl ConfigLayer {
                     .limits
                     .max_messages_per_second
                     .or(below.limits.max_messages_per_second),
+                max_pending_connections: self
+                    .limits
+                    .max_pending_connections
+                    .or(below.limits.max_pending_connections),
+                handshake_timeout_secs: self
+                    .limits
+                    .handshake_timeout_secs
+                    .or(below.limits.handshake_timeout_secs),
             },
         }
     }
@@ -247,13 +298,43 @@ impl ConfigLayer {
                 .limits
                 .max_messages_per_second
                 .unwrap_or(defaults.max_messages_per_second),
+            max_pending_connections: self
+                .limits
+                .max_pending_connections
+                .unwrap_or(defaults.max_pending_connections),
+            handshake_timeout_secs: self
+                .limits
+                .handshake_timeout_secs
+                .unwrap_or(defaults.handshake_timeout_secs),
         };
         if limits.max_rooms == 0
             || limits.max_participants_per_room == 0
             || limits.max_connections_per_ip == 0
             || limits.max_messages_per_second == 0
+            || limits.max_pending_connections == 0
+            || limits.handshake_timeout_secs == 0
         {
             return Err(ConfigError::Invalid("limits must be at least 1".into()));
+        }
+        if limits.handshake_timeout_secs > MAX_HANDSHAKE_TIMEOUT_SECS {
+            return Err(ConfigError::Invalid(format!(
+                "handshake_timeout_secs must be at most {MAX_HANDSHAKE_TIMEOUT_SECS}"
+            )));
+        }
+        if let Some(token) = &self.metrics_token {
+            if token.chars().count() < MIN_METRICS_TOKEN_CHARS
+                || token.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "metrics_token needs at least {MIN_METRICS_TOKEN_CHARS} characters and no \
+                     spaces or control characters"
+                )));
+            }
+        }
+        if self.max_token_lifetime_secs == Some(0) {
+            return Err(ConfigError::Invalid(
+                "max_token_lifetime_secs must be at least 1 (unset it to accept any)".into(),
+            ));
         }
         let webhook_urls = self.webhook_urls.unwrap_or_default();
         crate::webhooks::validate_urls(&webhook_urls)
@@ -266,11 +347,20 @@ impl ConfigLayer {
                 "log_format must be json or text, not {log_format:?}"
             )));
         }
+        let listen = self
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7880)));
+        if self
+            .metrics_listen
+            .is_some_and(|m| m == listen && m.port() != 0)
+        {
+            return Err(ConfigError::Invalid(
+                "metrics_listen must differ from listen".into(),
+            ));
+        }
         Ok(EffectiveConfig {
             server: ServerConfig {
-                listen: self
-                    .listen
-                    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7880))),
+                listen,
                 rtc_port: self.rtc_port.unwrap_or(7881),
                 public_ip: self.public_ip,
                 keys,
@@ -279,6 +369,9 @@ impl ConfigLayer {
                 whiteboard_limits: Default::default(),
                 webhook_urls,
                 ice_tcp: self.ice_tcp.unwrap_or(true),
+                metrics_listen: self.metrics_listen,
+                metrics_token: self.metrics_token,
+                max_token_lifetime_secs: self.max_token_lifetime_secs,
             },
             log_format,
             dev,
@@ -306,11 +399,20 @@ impl EffectiveConfig {
             data_dir: self.server.data_dir.clone(),
             ice_tcp: Some(self.server.ice_tcp),
             webhook_urls: Some(self.server.webhook_urls.clone()),
+            metrics_listen: self.server.metrics_listen,
+            metrics_token: self
+                .server
+                .metrics_token
+                .as_ref()
+                .map(|_| "********".to_owned()),
+            max_token_lifetime_secs: self.server.max_token_lifetime_secs,
             limits: LimitsLayer {
                 max_rooms: Some(self.server.limits.max_rooms),
                 max_participants_per_room: Some(self.server.limits.max_participants_per_room),
                 max_connections_per_ip: Some(self.server.limits.max_connections_per_ip),
                 max_messages_per_second: Some(self.server.limits.max_messages_per_second),
+                max_pending_connections: Some(self.server.limits.max_pending_connections),
+                handshake_timeout_secs: Some(self.server.limits.handshake_timeout_secs),
             },
         };
         toml::to_string(&layer).unwrap_or_default()
@@ -383,6 +485,94 @@ mod tests {
             toml::from_str::<ConfigLayer>("lisen = \"x\"").is_err(),
             "typos are caught"
         );
+    }
+
+    #[test]
+    fn hardening_options_layer_validate_and_print() {
+        let file: ConfigLayer = toml::from_str(
+            r#"
+            api_key = "k1"
+            api_secret = "filesecret"
+            metrics_listen = "127.0.0.1:9090"
+            metrics_token = "0123456789abcdef0123"
+            max_token_lifetime_secs = 7200
+            [limits]
+            max_pending_connections = 100
+            handshake_timeout_secs = 5
+            "#,
+        )
+        .unwrap();
+        let cli = ConfigLayer {
+            limits: LimitsLayer {
+                handshake_timeout_secs: Some(3),
+                ..LimitsLayer::default()
+            },
+            ..ConfigLayer::default()
+        };
+        let config = cli.over(file).resolve(false).unwrap();
+        let server = &config.server;
+        assert_eq!(
+            server.metrics_listen,
+            Some("127.0.0.1:9090".parse().unwrap())
+        );
+        assert_eq!(
+            server.metrics_token.as_deref(),
+            Some("0123456789abcdef0123")
+        );
+        assert_eq!(server.max_token_lifetime_secs, Some(7200));
+        assert_eq!(server.limits.max_pending_connections, 100);
+        assert_eq!(server.limits.handshake_timeout_secs, 3, "the flag wins");
+        let text = config.to_masked_toml();
+        assert!(!text.contains("0123456789abcdef0123"), "{text}");
+        assert!(text.contains("metrics_token = \"********\""), "{text}");
+        let reparsed: ConfigLayer = toml::from_str(&text).unwrap();
+        assert_eq!(reparsed.limits.max_pending_connections, Some(100));
+        assert_eq!(reparsed.max_token_lifetime_secs, Some(7200));
+        let defaults = ConfigLayer::default().resolve(true).unwrap();
+        assert_eq!(defaults.server.metrics_token, None);
+        assert_eq!(defaults.server.limits.max_pending_connections, 256);
+        assert_eq!(defaults.server.limits.handshake_timeout_secs, 10);
+    }
+
+    #[test]
+    fn bad_hardening_options_are_refused() {
+        let refused = |layer: ConfigLayer| layer.resolve(true).is_err();
+        assert!(refused(ConfigLayer {
+            metrics_token: Some("short".into()),
+            ..ConfigLayer::default()
+        }));
+        assert!(refused(ConfigLayer {
+            metrics_token: Some("has a space in it, long enough".into()),
+            ..ConfigLayer::default()
+        }));
+        assert!(refused(ConfigLayer {
+            max_token_lifetime_secs: Some(0),
+            ..ConfigLayer::default()
+        }));
+        assert!(refused(ConfigLayer {
+            listen: Some("127.0.0.1:7000".parse().unwrap()),
+            metrics_listen: Some("127.0.0.1:7000".parse().unwrap()),
+            ..ConfigLayer::default()
+        }));
+        for limits in [
+            LimitsLayer {
+                max_pending_connections: Some(0),
+                ..LimitsLayer::default()
+            },
+            LimitsLayer {
+                handshake_timeout_secs: Some(0),
+                ..LimitsLayer::default()
+            },
+            LimitsLayer {
+                handshake_timeout_secs: Some(MAX_HANDSHAKE_TIMEOUT_SECS + 1),
+                ..LimitsLayer::default()
+            },
+        ] {
+            assert!(refused(ConfigLayer {
+                limits,
+                ..ConfigLayer::default()
+            }));
+        }
     }
 
     #[test]

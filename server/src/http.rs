@@ -1,4 +1,4 @@
-//! HTTP routes: the signaling WebSocket and the health check.
+//! HTTP routes: the signaling WebSocket, the health checks and the metrics.
 
 use std::sync::Arc;
 
@@ -8,7 +8,7 @@ use aula_protocol::ErrorCode;
 use std::collections::HashMap;
 
 use axum::extract::{ConnectInfo, Path, Query, State, WebSocketUpgrade};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::response::{Html, Response};
 use axum::routing::get;
@@ -22,18 +22,48 @@ use crate::state::ServerState;
 /// connection stays up.
 pub const MAX_WEBSOCKET_FRAME_BYTES: usize = 1024 * 1024;
 
-/// The server's routes.
-pub fn router(state: Arc<ServerState>) -> Router {
-    Router::new()
+/// The server's routes; `/metrics` among them unless it has its own listener.
+pub fn router(state: Arc<ServerState>, with_metrics: bool) -> Router {
+    let router = Router::new()
         .route("/rtc", get(signal))
         .route("/yjs/{room}", get(yjs))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readiness))
-        .route("/metrics", get(metrics))
         .route("/", get(browser_page))
         .route("/aula.js", get(browser_script))
-        .nest(aula_protocol::api::API_PREFIX, crate::api::routes())
+        .nest(aula_protocol::api::API_PREFIX, crate::api::routes());
+    let router = if with_metrics {
+        router.route("/metrics", get(metrics))
+    } else {
+        router
+    };
+    router.with_state(state)
+}
+
+/// The routes of the separate metrics listener (`metrics_listen`).
+pub fn metrics_router(state: Arc<ServerState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
+}
+
+/// Whether `headers` carry `Authorization: Bearer <expected>`; compared in constant time.
+fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
+    let Some(given) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (given, expected) = (given.trim().as_bytes(), expected.as_bytes());
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
 }
 
 /// The browser client: a page on the documented protocol, compiled into the binary.
@@ -60,7 +90,17 @@ async fn readiness(State(state): State<Arc<ServerState>>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
+async fn metrics(State(state): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.metrics_token {
+        if !bearer_matches(&headers, token) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                "a bearer token is required\n",
+            )
+                .into_response();
+        }
+    }
     let (rooms, participants, tracks) = state.rooms.census().await;
     let metrics = &state.metrics;
     metrics.rooms.set(rooms as i64);
@@ -73,6 +113,7 @@ async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
         )],
         metrics.render(),
     )
+        .into_response()
 }
 
 async fn signal(
@@ -128,4 +169,40 @@ async fn yjs(
             crate::whiteboard::yjs::serve(socket, state, claims).await;
             drop(permit);
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_authorization(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            axum::http::header::AUTHORIZATION,
+            value.parse().expect("a header value"),
+        );
+        headers
+    }
+
+    #[test]
+    fn only_the_exact_bearer_token_opens_the_metrics() {
+        let token = "0123456789abcdef";
+        assert!(bearer_matches(
+            &with_authorization("Bearer 0123456789abcdef"),
+            token
+        ));
+        assert!(!bearer_matches(&HeaderMap::new(), token));
+        assert!(!bearer_matches(
+            &with_authorization("Bearer 0123456789abcdeF"),
+            token
+        ));
+        assert!(!bearer_matches(
+            &with_authorization("Bearer 0123456789abcde"),
+            token
+        ));
+        assert!(!bearer_matches(
+            &with_authorization("Basic 0123456789abcdef"),
+            token
+        ));
+    }
 }

@@ -13,11 +13,13 @@ pub mod limits;
 pub mod metrics;
 mod outbox;
 mod room;
+mod serve;
 mod session;
 pub mod sfu;
 mod state;
 pub mod storage;
 pub mod tcp_mux;
+mod track_kind;
 pub mod udp_mux;
 pub mod webhooks;
 pub mod whiteboard;
@@ -92,6 +94,21 @@ impl Server {
             addr: config.listen,
             source,
         })?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => {
+                let bind_error = |source| ServerError::Bind {
+                    what: "the metrics port",
+                    addr,
+                    source,
+                };
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(bind_error)?;
+                let local = listener.local_addr().map_err(bind_error)?;
+                Some((listener, local))
+            }
+            None => None,
+        };
         let rtc_addr = mux.local_addr().map_err(|source| ServerError::Bind {
             what: "the media port",
             addr: rtc_bind,
@@ -123,31 +140,52 @@ impl Server {
             webhooks,
             mux: Arc::clone(&mux),
             shutdown,
-            metrics,
+            metrics: Arc::clone(&metrics),
             connections: ConnectionLimiter::new(config.limits.max_connections_per_ip),
             limits: config.limits.clone(),
-            boards: whiteboard::Boards::new(store, config.whiteboard_limits.clone()),
+            boards: whiteboard::Boards::new(
+                store,
+                config.whiteboard_limits.clone(),
+                Arc::clone(&metrics),
+            ),
+            token_policy: aula_protocol::token::TimePolicy {
+                max_lifetime_secs: config.max_token_lifetime_secs,
+                ..Default::default()
+            },
+            metrics_token: config.metrics_token.clone(),
         });
-        let app = http::router(Arc::clone(&state));
-        let mut stop = state.shutdown.subscribe();
-        let task = tokio::spawn(async move {
-            let graceful = async move {
-                let _ = stop.wait_for(|stopping| *stopping).await;
-            };
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            if let Err(err) = axum::serve(listener, app)
-                .with_graceful_shutdown(graceful)
-                .await
-            {
-                tracing::error!(error = %err, "http server failed");
-            }
-        });
+        let serve_limits = serve::ServeLimits::new(
+            std::time::Duration::from_secs(config.limits.handshake_timeout_secs),
+            serve::effective_max_pending(
+                config.limits.max_pending_connections,
+                serve::descriptor_limit(),
+            ),
+        );
+        let metrics_addr = metrics_listener.as_ref().map(|(_, addr)| *addr);
+        let app = http::router(Arc::clone(&state), metrics_addr.is_none());
+        let mut tasks = vec![tokio::spawn(serve::serve(
+            listener,
+            app,
+            serve_limits,
+            state.shutdown.subscribe(),
+            Arc::clone(&metrics),
+        ))];
+        if let Some((listener, _)) = metrics_listener {
+            tasks.push(tokio::spawn(serve::serve(
+                listener,
+                http::metrics_router(Arc::clone(&state)),
+                serve_limits,
+                state.shutdown.subscribe(),
+                Arc::clone(&metrics),
+            )));
+        }
         Ok(ServerHandle {
             http_addr,
+            metrics_addr,
             rtc_addr,
             announced_rtc_addr: mux.announced_addr(),
             state,
-            task,
+            tasks,
         })
     }
 }
@@ -155,16 +193,22 @@ impl Server {
 /// A running server.
 pub struct ServerHandle {
     http_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     rtc_addr: SocketAddr,
     announced_rtc_addr: SocketAddr,
     state: Arc<ServerState>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl ServerHandle {
     /// Where HTTP and WebSocket signaling listen.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Where `/metrics` is served when it has its own listener (`metrics_listen`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The WebSocket URL clients connect to.
@@ -229,6 +273,8 @@ impl ServerHandle {
         }
         // The rooms' last events (participants leaving, rooms finishing) still go out.
         self.state.webhooks.flush(SHUTDOWN_GRACE).await;
-        let _ = self.task.await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
     }
 }

@@ -90,6 +90,97 @@ impl Drop for ConnectionPermit {
     }
 }
 
+/// Messages a connection may send before `join`, on average per second: a client sends one
+/// `join` (perhaps after a ping); anything faster is a flood.
+pub const PRE_JOIN_MESSAGES_PER_SECOND: u32 = 2;
+/// Messages a connection may send at once before `join`.
+pub const PRE_JOIN_BURST: u32 = 8;
+/// Messages over the pre-join rate after which the connection is closed.
+pub const PRE_JOIN_MAX_DROPPED: u32 = 64;
+
+/// What to do with a message that arrives before `join`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PreJoinVerdict {
+    /// Within the rate: handle it.
+    Handle,
+    /// Over the rate for the first time in a row: drop it and say so (`rate_limited`).
+    RefuseOnce,
+    /// Over the rate again: drop it without a reply, so a flood earns no replies.
+    Drop,
+    /// The connection keeps flooding: close it.
+    Close,
+}
+
+/// The pre-join rate limit of one connection: a small token bucket; of a run of messages over
+/// it, only the first gets a reply, and too many close the connection.
+#[derive(Debug)]
+pub struct PreJoinGate {
+    rate: MessageRate,
+    dropped: u32,
+    refusing: bool,
+}
+
+impl PreJoinGate {
+    /// A gate for a connection opened at `now`.
+    pub fn new(now: Instant) -> Self {
+        Self {
+            rate: MessageRate::new(PRE_JOIN_MESSAGES_PER_SECOND, PRE_JOIN_BURST, now),
+            dropped: 0,
+            refusing: false,
+        }
+    }
+
+    /// Judges a message arriving at `now`.
+    pub fn check(&mut self, now: Instant) -> PreJoinVerdict {
+        if self.rate.allow(now) {
+            self.refusing = false;
+            return PreJoinVerdict::Handle;
+        }
+        self.dropped += 1;
+        if self.dropped > PRE_JOIN_MAX_DROPPED {
+            PreJoinVerdict::Close
+        } else if std::mem::replace(&mut self.refusing, true) {
+            PreJoinVerdict::Drop
+        } else {
+            PreJoinVerdict::RefuseOnce
+        }
+    }
+}
+
+/// What the session does with a message that arrived before `join`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PreJoinStep {
+    /// Handle it.
+    Handle,
+    /// Skip it (already answered, or answered by silence).
+    Skip,
+    /// Close the connection.
+    Close,
+}
+
+impl PreJoinGate {
+    /// Judges a message arriving at `now` and sends the one `rate_limited` reply of a run to
+    /// `outbox`.
+    pub fn admit(&mut self, now: Instant, outbox: &crate::outbox::Outbox) -> PreJoinStep {
+        match self.check(now) {
+            PreJoinVerdict::Handle => PreJoinStep::Handle,
+            PreJoinVerdict::RefuseOnce => {
+                outbox.send(aula_protocol::ServerMessage::error(
+                    None,
+                    aula_protocol::ErrorCode::RateLimited,
+                    "too many messages before join; they are dropped without replies",
+                ));
+                PreJoinStep::Skip
+            }
+            PreJoinVerdict::Drop => PreJoinStep::Skip,
+            PreJoinVerdict::Close => {
+                tracing::info!("connection closed: it flooded messages before joining");
+                PreJoinStep::Close
+            }
+        }
+    }
+}
+
 /// The burst a connection may send at once: two seconds' worth.
 pub fn burst_for(per_second: u32) -> u32 {
     per_second.saturating_mul(2)
@@ -121,6 +212,54 @@ mod tests {
             "the bucket refills, capped at the burst"
         );
         assert!(!rate.allow(later));
+    }
+
+    #[test]
+    fn a_pre_join_flood_gets_one_reply_then_silence_then_the_door() {
+        let start = Instant::now();
+        let mut gate = PreJoinGate::new(start);
+        let verdicts: Vec<PreJoinVerdict> = (0..5_000).map(|_| gate.check(start)).collect();
+        let count = |v: PreJoinVerdict| verdicts.iter().filter(|&&x| x == v).count();
+        assert_eq!(count(PreJoinVerdict::Handle), PRE_JOIN_BURST as usize);
+        assert_eq!(
+            count(PreJoinVerdict::RefuseOnce),
+            1,
+            "one reply for the run"
+        );
+        assert_eq!(
+            verdicts[PRE_JOIN_BURST as usize],
+            PreJoinVerdict::RefuseOnce
+        );
+        let closed_at = verdicts
+            .iter()
+            .position(|&v| v == PreJoinVerdict::Close)
+            .expect("a flood closes the connection");
+        assert_eq!(closed_at, (PRE_JOIN_BURST + PRE_JOIN_MAX_DROPPED) as usize);
+    }
+
+    #[test]
+    fn a_slow_client_before_join_is_never_refused() {
+        let start = Instant::now();
+        let mut gate = PreJoinGate::new(start);
+        for i in 0..100u64 {
+            let now = start + Duration::from_millis(500 * i);
+            assert_eq!(gate.check(now), PreJoinVerdict::Handle, "message {i}");
+        }
+    }
+
+    #[test]
+    fn a_new_run_over_the_rate_is_reported_again() {
+        let start = Instant::now();
+        let mut gate = PreJoinGate::new(start);
+        for _ in 0..PRE_JOIN_BURST {
+            assert_eq!(gate.check(start), PreJoinVerdict::Handle);
+        }
+        assert_eq!(gate.check(start), PreJoinVerdict::RefuseOnce);
+        assert_eq!(gate.check(start), PreJoinVerdict::Drop);
+        let later = start + Duration::from_secs(1);
+        assert_eq!(gate.check(later), PreJoinVerdict::Handle);
+        assert_eq!(gate.check(later), PreJoinVerdict::Handle);
+        assert_eq!(gate.check(later), PreJoinVerdict::RefuseOnce);
     }
 
     #[test]

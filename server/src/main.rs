@@ -1,5 +1,6 @@
 //! `aula-server`: signaling and SFU for Aula classrooms.
 
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
@@ -65,6 +66,23 @@ struct Args {
     /// Most signaling messages per second per connection [default: 50].
     #[arg(long, env = "AULA_MAX_MESSAGES_PER_SECOND")]
     max_messages_per_second: Option<u32>,
+    /// Most HTTP connections open and not upgraded to a WebSocket; one more closes the oldest
+    /// [default: 256, at most half of `ulimit -n`].
+    #[arg(long, env = "AULA_MAX_PENDING_CONNECTIONS")]
+    max_pending_connections: Option<usize>,
+    /// Seconds a connection may take to send a request header; connections not upgraded after
+    /// three times this are closed [default: 10].
+    #[arg(long, env = "AULA_HANDSHAKE_TIMEOUT_SECS")]
+    handshake_timeout_secs: Option<u64>,
+    /// Serve /metrics on this address instead of the listen address (e.g. 127.0.0.1:9090).
+    #[arg(long, env = "AULA_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Require `Authorization: Bearer TOKEN` on /metrics (at least 16 characters).
+    #[arg(long, env = "AULA_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// Refuse access tokens valid for longer than this many seconds (unset: any lifetime).
+    #[arg(long, env = "AULA_MAX_TOKEN_LIFETIME_SECS")]
+    max_token_lifetime_secs: Option<u64>,
 }
 
 impl Args {
@@ -80,11 +98,16 @@ impl Args {
             data_dir: self.data_dir.clone(),
             ice_tcp: self.ice_tcp,
             webhook_urls: self.webhook_urls.clone(),
+            metrics_listen: self.metrics_listen,
+            metrics_token: self.metrics_token.clone(),
+            max_token_lifetime_secs: self.max_token_lifetime_secs,
             limits: LimitsLayer {
                 max_rooms: self.max_rooms,
                 max_participants_per_room: self.max_participants_per_room,
                 max_connections_per_ip: self.max_connections_per_ip,
                 max_messages_per_second: self.max_messages_per_second,
+                max_pending_connections: self.max_pending_connections,
+                handshake_timeout_secs: self.handshake_timeout_secs,
             },
         }
     }
@@ -132,14 +155,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .rtc_tcp_addr()
         .map(|addr| format!(", ICE-TCP {addr}"))
         .unwrap_or_default();
+    let metrics = server
+        .metrics_addr()
+        .map(|addr| format!(", metrics http://{addr}/metrics"))
+        .unwrap_or_default();
     println!(
-        "aula-server listening on {} (signaling ws://{}/rtc, media udp {}{tcp})",
+        "aula-server listening on {} (signaling ws://{}/rtc, media udp {}{tcp}{metrics})",
         server.http_addr(),
         server.http_addr(),
         server.announced_rtc_addr()
     );
     if effective.dev && effective.server.keys.contains_key(DEV_API_KEY) {
-        print_demo_room(&server.ws_url())?;
+        print_demo_room(server.http_addr())?;
     }
     wait_for_signal().await?;
     tracing::info!("shutting down");
@@ -147,10 +174,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// In dev mode, prints ready-to-use tokens and join commands for the room `demo`.
-fn print_demo_room(url: &str) -> anyhow::Result<()> {
-    let now = unix_now();
-    println!("demo room \"demo\" (tokens valid 24 h):");
+/// In dev mode, prints ready-to-use tokens for the room `demo`: per participant, an `aula join`
+/// command and a link that joins from a browser.
+fn print_demo_room(http_addr: SocketAddr) -> anyhow::Result<()> {
+    print!("{}", demo_room(http_addr, unix_now())?);
+    Ok(())
+}
+
+/// The text [`print_demo_room`] prints, with tokens issued at `now` (Unix seconds).
+fn demo_room(http_addr: SocketAddr, now: u64) -> anyhow::Result<String> {
+    let mut text = String::from(
+        "demo room \"demo\" (tokens valid 24 h): paste a command into a terminal, or open a link \
+         in a browser\n",
+    );
     for (identity, role) in [
         ("teacher", Role::Teacher),
         ("student-1", Role::Student),
@@ -159,9 +195,16 @@ fn print_demo_room(url: &str) -> anyhow::Result<()> {
         let token = Claims::new(DEV_API_KEY, "demo", identity, role, now, 24 * 3600)
             .sign(DEV_API_SECRET)
             .context("minting a demo token")?;
-        println!("  {identity}: cargo run --release -p aula -- join --url {url} --token {token}");
+        // A token is three base64url parts joined by dots: nothing in it needs escaping in a URL.
+        // (Writing to a String cannot fail.)
+        let _ = writeln!(text, "  {identity}:");
+        let _ = writeln!(
+            text,
+            "    cargo run --release -p aula -- join --url ws://{http_addr} --token {token}"
+        );
+        let _ = writeln!(text, "    http://{http_addr}/?token={token}");
     }
-    Ok(())
+    Ok(text)
 }
 
 fn init_logging(format: &str) -> anyhow::Result<()> {
@@ -186,4 +229,45 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = terminate.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_room_has_a_join_command_and_a_browser_link_per_participant() {
+        let addr: SocketAddr = "127.0.0.1:7880".parse().unwrap();
+        let now = unix_now();
+        let text = demo_room(addr, now).unwrap();
+        for identity in ["teacher", "student-1", "student-2"] {
+            let block: Vec<&str> = text
+                .lines()
+                .skip_while(|l| l.trim() != format!("{identity}:"))
+                .skip(1)
+                .take(2)
+                .map(str::trim)
+                .collect();
+            let [command, link] = block[..] else {
+                panic!("{identity} has a command and a link: {text}");
+            };
+            let command_token = command
+                .strip_prefix(
+                    "cargo run --release -p aula -- join --url ws://127.0.0.1:7880 --token ",
+                )
+                .unwrap_or_else(|| panic!("a join command: {command}"));
+            let link_token = link
+                .strip_prefix("http://127.0.0.1:7880/?token=")
+                .unwrap_or_else(|| panic!("a browser link: {link}"));
+            assert_eq!(command_token, link_token);
+            let claims = Claims::verify(
+                link_token,
+                |key| (key == DEV_API_KEY).then_some(DEV_API_SECRET),
+                now,
+            )
+            .expect("the dev key signed it");
+            assert_eq!(claims.room, "demo");
+            assert_eq!(claims.sub, identity);
+        }
+    }
 }

@@ -48,6 +48,13 @@ pub struct MessageLabel {
     pub message: String,
 }
 
+/// Labels of counters by a free-form reason or class.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why (or of which class), in snake_case.
+    pub reason: String,
+}
+
 /// Every metric the server keeps.
 pub struct Metrics {
     registry: Registry,
@@ -94,6 +101,20 @@ pub struct Metrics {
     pub runtime_alive_tasks: Gauge,
     /// Worker threads of that runtime, read when the metrics are rendered.
     pub runtime_workers: Gauge,
+    /// Sessions closed because their signaling queue overflowed (the client did not read).
+    pub slow_client_disconnects: Counter,
+    /// Whiteboard frames not queued for a slow reader, by class (`presence`, `document`).
+    pub whiteboard_shed: Family<ReasonLabel, Counter>,
+    /// Slow whiteboard readers brought up to date after their queue drained.
+    pub whiteboard_resyncs: Counter,
+    /// Whiteboard frames refused, by error code.
+    pub whiteboard_refusals: Family<CodeLabel, Counter>,
+    /// Arriving tracks refused because their media kind contradicts the announced source.
+    pub track_kind_mismatches: Counter,
+    /// HTTP connections accepted and not (yet) upgraded to a WebSocket.
+    pub http_pending_connections: Gauge,
+    /// HTTP connections the server closed before an upgrade, by reason (`evicted`, `timeout`).
+    pub http_closed: Family<ReasonLabel, Counter>,
     transport: std::sync::Mutex<TransportTally>,
 }
 
@@ -164,6 +185,13 @@ impl Default for Metrics {
             fec_repair_packets: Counter::default(),
             runtime_alive_tasks: Gauge::default(),
             runtime_workers: Gauge::default(),
+            slow_client_disconnects: Counter::default(),
+            whiteboard_shed: Family::default(),
+            whiteboard_resyncs: Counter::default(),
+            whiteboard_refusals: Family::default(),
+            track_kind_mismatches: Counter::default(),
+            http_pending_connections: Gauge::default(),
+            http_closed: Family::default(),
             transport: std::sync::Mutex::default(),
             // Replaced below, once every metric is registered in `registry`.
             registry: Registry::default(),
@@ -261,6 +289,41 @@ impl Default for Metrics {
             "Worker threads of the server's async runtime",
             metrics.runtime_workers.clone(),
         );
+        registry.register(
+            "slow_client_disconnects",
+            "Sessions closed because the client did not read its signaling messages",
+            metrics.slow_client_disconnects.clone(),
+        );
+        registry.register(
+            "whiteboard_shed_frames",
+            "Whiteboard frames not queued for a slow reader, by class (presence first, then document updates, which a resync replaces)",
+            metrics.whiteboard_shed.clone(),
+        );
+        registry.register(
+            "whiteboard_resyncs",
+            "Slow whiteboard readers sent what they missed once their queue drained",
+            metrics.whiteboard_resyncs.clone(),
+        );
+        registry.register(
+            "whiteboard_refusals",
+            "Whiteboard frames refused, by error code",
+            metrics.whiteboard_refusals.clone(),
+        );
+        registry.register(
+            "track_kind_mismatches",
+            "Arriving tracks refused because their media kind contradicts the announced source",
+            metrics.track_kind_mismatches.clone(),
+        );
+        registry.register(
+            "http_pending_connections",
+            "HTTP connections accepted and not upgraded to a WebSocket",
+            metrics.http_pending_connections.clone(),
+        );
+        registry.register(
+            "http_closed_connections",
+            "HTTP connections closed by the server before an upgrade, by reason",
+            metrics.http_closed.clone(),
+        );
         Self {
             registry,
             ..metrics
@@ -294,6 +357,33 @@ impl Metrics {
                 message: message.to_owned(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// Counts whiteboard frames not queued for a slow reader.
+    pub fn whiteboard_shed(&self, class: &str) {
+        self.whiteboard_shed
+            .get_or_create(&ReasonLabel {
+                reason: class.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a refused whiteboard frame.
+    pub fn whiteboard_refusal(&self, code: &str) {
+        self.whiteboard_refusals
+            .get_or_create(&CodeLabel {
+                code: code.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts an HTTP connection closed before an upgrade.
+    pub fn http_closed(&self, reason: &str) {
+        self.http_closed
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts a webhook delivery outcome.

@@ -344,7 +344,7 @@ impl Room {
             }
             Action::SetForwarding { track, forwarded } => {
                 if let Some(track) = core.tracks.get(&track) {
-                    track.set_forwarded(forwarded).await;
+                    track.set_forwarded(forwarded);
                 }
             }
             Action::Disconnect {

@@ -34,7 +34,7 @@ pub async fn run(socket: WebSocket, server: Arc<ServerState>) {
     let (mut sink, mut stream) = socket.split();
     let (outbox, mut outgoing, overflowed) = Outbox::new(Arc::clone(&server.metrics));
     // Binary whiteboard frames from the room's board share the socket with signaling.
-    let (wb_tx, mut wb_rx) = mpsc::channel::<Vec<u8>>(crate::whiteboard::board_queue());
+    let (wb_tx, mut wb_rx) = crate::whiteboard::connection_queue();
     let writer = tokio::spawn(async move {
         loop {
             let message = tokio::select! {
@@ -43,7 +43,7 @@ pub async fn run(socket: WebSocket, server: Arc<ServerState>) {
                     None => break,
                 },
                 Some(bytes) = wb_rx.recv() => {
-                    if sink.send(Message::Binary(bytes.into())).await.is_err() {
+                    if sink.send(Message::Binary(bytes)).await.is_err() {
                         break;
                     }
                     continue;
@@ -121,6 +121,15 @@ pub async fn run(socket: WebSocket, server: Arc<ServerState>) {
     .await;
 }
 
+/// The `id` of a client request, read without decoding the rest of the message.
+fn request_id_of(text: &str) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: Option<u64>,
+    }
+    serde_json::from_str::<Id>(text).ok()?.id
+}
+
 /// Longest a session waits for the client's close after telling it to leave.
 const CLOSE_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -130,7 +139,13 @@ async fn wait_for_join(
     outbox: &Outbox,
     server: &Arc<ServerState>,
 ) -> Option<Session> {
+    let mut gate = crate::limits::PreJoinGate::new(Instant::now());
     while let Some(Ok(message)) = stream.next().await {
+        match gate.admit(Instant::now(), outbox) {
+            crate::limits::PreJoinStep::Handle => {}
+            crate::limits::PreJoinStep::Skip => continue,
+            crate::limits::PreJoinStep::Close => return None,
+        }
         let msg = match decode(message, outbox) {
             Decoded::Message(msg) => msg,
             Decoded::Skip => continue,
@@ -365,8 +380,14 @@ impl Session {
             return None;
         }
         if !matches!(message, Message::Close(_)) && !self.rate.allow(Instant::now()) {
+            // The refusal names the request it drops, so that the client's call fails at once
+            // instead of waiting out its timeout.
+            let request_id = match &message {
+                Message::Text(text) => request_id_of(text.as_str()),
+                _ => None,
+            };
             self.outbox.send(ServerMessage::error(
-                None,
+                request_id,
                 ErrorCode::RateLimited,
                 "too many messages; this one was dropped",
             ));
@@ -530,7 +551,7 @@ impl Session {
         &mut self,
         control: SessionControl,
         server: &Arc<ServerState>,
-        wb_tx: &mpsc::Sender<Vec<u8>>,
+        wb_tx: &crate::whiteboard::FrameSender,
         overflowed: &Arc<tokio::sync::Notify>,
     ) -> Option<LeaveReason> {
         match control {
@@ -578,13 +599,36 @@ impl Session {
                     _ => (track_id.clone(), 0),
                 };
                 if let Some(track) = self.layered.get(&cid) {
-                    track.attach_layer(layer, remote).await;
+                    if crate::track_kind::admit(
+                        remote.as_ref(),
+                        &cid,
+                        &track.info,
+                        &self.id,
+                        &self.server.metrics,
+                        &self.outbox,
+                    )
+                    .await
+                    {
+                        track.attach_layer(layer, remote).await;
+                    }
                     return;
                 }
                 let Some(info) = self.announced.remove(&cid) else {
                     tracing::warn!(participant = %self.id, "media for a track that was not announced; ignored");
                     return;
                 };
+                if !crate::track_kind::admit(
+                    remote.as_ref(),
+                    &cid,
+                    &info,
+                    &self.id,
+                    &self.server.metrics,
+                    &self.outbox,
+                )
+                .await
+                {
+                    return;
+                }
                 if usize::from(layer) >= info.layers.len().max(1) {
                     tracing::warn!(participant = %self.id, layer, "media for a layer that was not announced; ignored");
                     self.announced.insert(cid, info);
@@ -664,5 +708,21 @@ fn candidate_init(candidate: IceCandidate) -> RTCIceCandidateInit {
         sdp_mline_index: candidate.sdp_mline_index,
         username_fragment: candidate.username_fragment,
         url: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_id_of;
+
+    #[test]
+    fn a_dropped_request_is_named_by_its_id_when_it_has_one() {
+        assert_eq!(
+            request_id_of(r#"{"type":"send_chat","id":42,"text":"hi"}"#),
+            Some(42)
+        );
+        assert_eq!(request_id_of(r#"{"type":"leave"}"#), None);
+        assert_eq!(request_id_of("not json"), None);
+        assert_eq!(request_id_of(r#"{"id":"seven"}"#), None);
     }
 }

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aula_protocol::{token::unix_now, Claims, TokenError};
+use aula_protocol::token::{unix_now, TimePolicy};
+use aula_protocol::{Claims, TokenError};
 use tokio::sync::watch;
 
 use crate::config::Limits;
@@ -32,15 +33,20 @@ pub struct ServerState {
     pub webhooks: Arc<crate::webhooks::Webhooks>,
     /// The rooms' whiteboards.
     pub boards: crate::whiteboard::Boards,
+    /// How tokens' times are judged (clock-skew leeway, lifetime cap).
+    pub token_policy: TimePolicy,
+    /// The bearer token `/metrics` requires, if any.
+    pub metrics_token: Option<String>,
 }
 
 impl ServerState {
     /// Verifies an access token against this server's keys and clock.
     pub fn verify_token(&self, token: &str) -> Result<Claims, TokenError> {
-        Claims::verify(
+        Claims::verify_with(
             token,
             |key| self.keys.get(key).map(String::as_str),
             unix_now(),
+            &self.token_policy,
         )
     }
 }

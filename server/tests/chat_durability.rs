@@ -22,8 +22,24 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-fn start(data_dir: &Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_aula-server"))
+/// A running `aula-server`, killed when dropped (also when an assertion fails).
+struct Server(Child);
+
+impl Server {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn start(data_dir: &Path, port: u16) -> Server {
+    let child = Command::new(env!("CARGO_BIN_EXE_aula-server"))
         .args([
             "--dev",
             "--listen",
@@ -39,7 +55,8 @@ fn start(data_dir: &Path, port: u16) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("aula-server starts")
+        .expect("aula-server starts");
+    Server(child)
 }
 
 type Ws =
@@ -103,8 +120,10 @@ async fn history(ws: &mut Ws) -> Vec<ChatMessage> {
         .await
         .expect("sent");
         let (messages, more) = loop {
-            let Some(Ok(Message::Text(text))) = ws.next().await else {
-                continue;
+            let text = match ws.next().await {
+                Some(Ok(Message::Text(text))) => text,
+                Some(Ok(_)) => continue,
+                other => panic!("connection ended during history: {other:?}"),
             };
             if let Ok(ServerMessage::ChatHistory {
                 request_id,
@@ -147,7 +166,11 @@ async fn every_acknowledged_chat_message_survives_sigkill() {
         tasks.push(tokio::spawn(async move {
             let (mut sink, mut stream) = ws.split();
             let reader = tokio::spawn(async move {
-                while let Some(Ok(Message::Text(text))) = stream.next().await {
+                // The board's binary frames share the socket: only text is signaling.
+                while let Some(Ok(message)) = stream.next().await {
+                    let Message::Text(text) = message else {
+                        continue;
+                    };
                     if let Ok(ServerMessage::ChatSent { message, .. }) =
                         serde_json::from_str(text.as_str())
                     {
@@ -181,8 +204,7 @@ async fn every_acknowledged_chat_message_survives_sigkill() {
             .expect("senders run");
         acked.insert(seq, text);
     }
-    server.kill().expect("SIGKILL");
-    let _ = server.wait();
+    server.kill();
     while let Ok(Some((seq, text))) =
         tokio::time::timeout(Duration::from_millis(200), acks_rx.recv()).await
     {
@@ -208,7 +230,6 @@ async fn every_acknowledged_chat_message_survives_sigkill() {
         stored.windows(2).all(|w| w[0].seq < w[1].seq),
         "history is in order"
     );
-    let _ = server.kill();
-    let _ = server.wait();
+    server.kill();
     let _ = std::fs::remove_dir_all(&data_dir);
 }

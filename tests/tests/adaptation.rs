@@ -13,11 +13,8 @@ use aula_core::{Room, RoomOptions, VideoPublishOptions, VideoSink};
 use aula_protocol::{MediaKind, Role};
 use aula_server::{Server, ServerConfig, ServerHandle};
 
-mod support;
+use crate::support;
 
-/// The scenarios here each run encoders, decoders and a lossy network on two cores; run one at a
-/// time so their bounds measure the media path, not each other.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 use support::{init_test_log, token};
 
 fn path(delay_ms: u64) -> LinkSettings {
@@ -130,7 +127,7 @@ async fn through_loss(loss: f64, loss_recovery: bool) -> WindowSummary {
 /// bounds leave room for a debug build on a busy two-core machine.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thirty_percent_loss_each_way_keeps_video_flowing() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let _alone = support::exclusive().await;
     let repaired = through_loss(0.30, true).await;
     assert!(
         repaired.decoded_fps >= 15.0,
@@ -160,7 +157,7 @@ fn received_height(room: &Room) -> u32 {
 /// within seconds of the publisher joining.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_climbs_to_the_top_layer_within_seconds() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let _alone = support::exclusive().await;
     init_test_log();
     let server = Server::start(ServerConfig::dev(0, 0)).await.unwrap();
     let (student, _log) = subscriber(
@@ -264,7 +261,7 @@ async fn mixed(simulcast: bool) -> (WindowSummary, WindowSummary) {
 /// carry it at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_subscriber_gets_the_layer_its_downlink_carries() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let _alone = support::exclusive().await;
     let (good, poor) = mixed(true).await;
     assert_eq!(good.height, 720, "the good link keeps 720p: {good:?}");
     assert!(good.decoded_fps >= 10.0, "{good:?}");

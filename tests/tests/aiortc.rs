@@ -17,7 +17,7 @@ use aula_protocol::token::unix_now;
 use aula_protocol::{MediaKind, Role};
 use aula_server::{Server, ServerConfig};
 
-mod support;
+use crate::support;
 
 /// How long the aiortc client stays in the room after publishing.
 const SECONDS_IN_ROOM: u32 = 6;
@@ -88,6 +88,7 @@ fn tone_power(samples: &[i16], hz: f64) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aiortc_publishes_and_receives_h264_and_opus() {
+    let _suite = support::shared().await;
     let dir = interop_dir();
     let python = dir.join(".venv/bin/python");
     assert!(

@@ -14,7 +14,7 @@ use aula_core::{app_video_source, PushOutcome, RoomError, VideoPublishOptions, V
 use aula_protocol::{ParticipantId, Role, TrackSid};
 use aula_server::{Server, ServerConfig};
 
-mod support;
+use crate::support;
 
 const WIDTH: u32 = 320;
 const HEIGHT: u32 = 180;
@@ -66,6 +66,7 @@ fn stamped_frame(source: &mut SyntheticVideoSource, sequence: u32) -> (FrameStam
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_app_frames_keep_their_stamps() {
+    let _suite = support::shared().await;
     let server = Server::start(ServerConfig::dev(0, 0))
         .await
         .expect("server");
@@ -137,6 +138,7 @@ async fn raw_app_frames_keep_their_stamps() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pre_encoded_h264_is_sent_as_is_and_keyframe_requests_reach_the_app() {
+    let _suite = support::shared().await;
     let server = Server::start(ServerConfig::dev(0, 0))
         .await
         .expect("server");

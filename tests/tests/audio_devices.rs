@@ -15,7 +15,7 @@ use aula_core::AudioSink;
 use aula_protocol::{ParticipantId, Role, TrackSid};
 use aula_server::{Server, ServerConfig};
 
-mod support;
+use crate::support;
 
 use support::pulse::{gaps, rms, steady_frequency, Pulse};
 
@@ -46,6 +46,7 @@ impl Tap {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_microphone_tone_is_decoded_and_played_at_its_frequency() {
+    let alone = support::exclusive().await;
     support::init_test_log();
     let pulse = Pulse::start(
         "devices",
@@ -55,8 +56,8 @@ async fn a_microphone_tone_is_decoded_and_played_at_its_frequency() {
         ],
     );
     let _tone = pulse.play_tone("aula_room", TONE_HZ);
-    // This binary holds only this test: cpal finds the server through the environment.
-    std::env::set_var("PULSE_SERVER", pulse.server());
+    // cpal finds the server through the environment (which only a test that runs alone changes).
+    let _env = alone.set_env(&[("PULSE_SERVER", Some(pulse.server()))]);
 
     let microphones = devices::microphones().expect("microphones listed");
     let tone = microphones

@@ -12,7 +12,7 @@ use aula_core::{Room, RoomOptions, VideoPublishOptions, VideoSink};
 use aula_protocol::{ParticipantId, Role, TrackSid};
 use aula_server::{Server, ServerConfig};
 
-mod support;
+use crate::support;
 use support::{init_test_log, stamped_frames_from, token};
 
 /// Records the stamp-to-decode latency of every decoded frame, with when it was decoded.
@@ -146,6 +146,7 @@ async fn step_down(adaptive: bool) -> (f64, f64, usize) {
 /// One test, so the two runs (each a 720p30 encoder and decoder) do not compete for the CPU.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capped_uplink_is_followed_and_stops_queueing() {
+    let _alone = support::exclusive().await;
     let (target, p95, frames) = step_down(true).await;
     assert!(
         target <= 800.0,

@@ -13,7 +13,7 @@ use aula_protocol::{
 use aula_server::{Server, ServerConfig, ServerHandle, DEV_API_KEY, DEV_API_SECRET};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-mod support;
+use crate::support;
 
 use support::token;
 
@@ -104,6 +104,7 @@ async fn wait_for_event(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn teacher_and_students_see_and_hear_each_other_and_leaving_ends_tracks() {
+    let _suite = support::shared().await;
     let server = start_server().await;
     let (teacher, mut teacher_events) =
         join_and_publish(&server, "class", "t1", Role::Teacher, 440.0).await;
@@ -239,6 +240,7 @@ fn refused_code(err: SignalError) -> ErrorCode {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_expired_and_wrong_room_tokens_are_refused() {
+    let _suite = support::shared().await;
     let server = start_server().await;
     let forged = Claims::new(DEV_API_KEY, "r1", "x", Role::Teacher, unix_now(), 600)
         .sign("not-the-secret")
@@ -351,6 +353,7 @@ async fn next_error(events: &mut UnboundedReceiver<ServerMessage>) -> ErrorCode 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_oversized_messages_get_errors_and_the_room_stays_healthy() {
+    let _suite = support::shared().await;
     let server = start_server().await;
     let (teacher, _teacher_events) =
         join_and_publish(&server, "class", "t1", Role::Teacher, 440.0).await;

@@ -13,7 +13,7 @@ use aula_protocol::{
 use aula_server::{Server, ServerConfig, ServerHandle, DEV_API_KEY, DEV_API_SECRET};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-mod support;
+use crate::support;
 
 /// A token for `identity` whose room runs as a class with `settings`.
 fn class_token(room: &str, identity: &str, role: Role, settings: &RoomSettings) -> String {
@@ -82,6 +82,7 @@ fn refused_code(result: Result<(), RoomError>) -> ErrorCode {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_student_waits_is_admitted_goes_on_stage_and_is_seen_then_leaves_the_stage() {
+    let _suite = support::shared().await;
     support::init_test_log();
     let server = Server::start(ServerConfig::dev(0, 0))
         .await
@@ -182,6 +183,7 @@ async fn a_student_waits_is_admitted_goes_on_stage_and_is_seen_then_leaves_the_s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_teacher_mute_is_enforced_by_the_server_even_when_the_app_keeps_sending() {
+    let _suite = support::shared().await;
     let server = Server::start(ServerConfig::dev(0, 0))
         .await
         .expect("server");
@@ -246,6 +248,7 @@ async fn a_teacher_mute_is_enforced_by_the_server_even_when_the_app_keeps_sendin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_reaches_the_class_privately_or_not_and_a_late_joiner_reads_it() {
+    let _suite = support::shared().await;
     let server = Server::start(ServerConfig::dev(0, 0))
         .await
         .expect("server");
@@ -338,6 +341,7 @@ async fn api(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_runs_a_class_through_the_server_api() {
+    let _suite = support::shared().await;
     let server = Server::start(ServerConfig::dev(0, 0))
         .await
         .expect("server");
@@ -443,5 +447,94 @@ async fn a_backend_runs_a_class_through_the_server_api() {
     assert_eq!(status, 200);
     let (_, detail) = api(&server, "GET", "/rooms/api", None, t).await;
     assert_eq!(detail["class"], 2);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_student_flooding_chat_and_hands_is_held_back_and_the_class_goes_on() {
+    let _suite = support::shared().await;
+    let server = Server::start(ServerConfig::dev(0, 0))
+        .await
+        .expect("server");
+    let settings = class_settings(false);
+    let (teacher, _teacher_events) =
+        join_class(&server, "flood", "t1", Role::Teacher, &settings).await;
+    let (flooder, _flooder_events) =
+        join_class(&server, "flood", "noisy", Role::Student, &settings).await;
+    let (_listener, mut listener_events) =
+        join_class(&server, "flood", "quiet", Role::Student, &settings).await;
+
+    // The flood: 200 chat messages and 100 hand changes, all at once.
+    let flooder = std::sync::Arc::new(flooder);
+    let started = Instant::now();
+    let mut flood = tokio::task::JoinSet::new();
+    for n in 0..200 {
+        let flooder = std::sync::Arc::clone(&flooder);
+        flood.spawn(async move {
+            flooder
+                .send_chat(ChatDraft {
+                    text: format!("spam {n}"),
+                    ..ChatDraft::default()
+                })
+                .await
+                .map(drop)
+        });
+    }
+    for n in 0..100 {
+        let flooder = std::sync::Arc::clone(&flooder);
+        flood.spawn(async move {
+            if n % 2 == 0 {
+                flooder.raise_hand().await
+            } else {
+                flooder.lower_hand().await
+            }
+        });
+    }
+    // The teacher speaks in the middle of it.
+    let announcement = teacher
+        .send_chat(ChatDraft {
+            text: "page 12, everyone".into(),
+            announcement: true,
+            ..ChatDraft::default()
+        })
+        .await
+        .expect("the teacher's message is taken");
+    let (mut accepted, mut limited) = (0, 0);
+    while let Some(result) = flood.join_next().await {
+        match result.expect("a flood task") {
+            Ok(()) => accepted += 1,
+            Err(RoomError::Refused {
+                code: ErrorCode::RateLimited,
+                ..
+            }) => limited += 1,
+            Err(other) => panic!("a flood request failed otherwise: {other:?}"),
+        }
+    }
+    let flood_secs = started.elapsed().as_secs_f64();
+    // What passed is what the limits allow (bursts plus the rate over the flood's duration);
+    // every other request got a typed refusal.
+    let allowed = 10.0 + 4.0 + (5.0 + 2.0) * (flood_secs + 1.0);
+    assert!(
+        f64::from(accepted) <= allowed,
+        "{accepted} of 300 passed in {flood_secs:.2} s"
+    );
+    assert_eq!(accepted + limited, 300);
+
+    // The quiet student heard the teacher, and the flooder's accepted messages did not bury it.
+    let heard = next(&mut listener_events, "the teacher's message", |e| match e {
+        RoomEvent::ChatReceived(m) if m.seq == announcement.seq => Some(m),
+        _ => None,
+    })
+    .await;
+    assert_eq!(heard.text, "page 12, everyone");
+    // The flooder is still in the class, and may chat again once it slows down.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    flooder
+        .send_chat(ChatDraft {
+            text: "sorry".into(),
+            ..ChatDraft::default()
+        })
+        .await
+        .expect("a calm message passes");
     server.shutdown().await;
 }

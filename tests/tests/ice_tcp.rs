@@ -7,11 +7,12 @@ use aula_core::{MediaTransport, Room, RoomOptions};
 use aula_protocol::Role;
 use aula_server::{Server, ServerConfig};
 
-mod support;
+use crate::support;
 use support::{init_test_log, publish_camera, stamped_frames_from, token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tcp_only_client_sends_and_receives_media() {
+    let _suite = support::shared().await;
     init_test_log();
     let server = Server::start(ServerConfig::dev(0, 0)).await.unwrap();
     let tcp = server.rtc_tcp_addr().expect("ICE-TCP is on by default");
@@ -69,6 +70,7 @@ async fn a_tcp_only_client_sends_and_receives_media() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_only_fails_cleanly_when_the_server_has_ice_tcp_off() {
+    let _suite = support::shared().await;
     let server = Server::start(ServerConfig {
         ice_tcp: false,
         ..ServerConfig::dev(0, 0)

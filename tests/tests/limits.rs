@@ -7,6 +7,8 @@ use aula_protocol::token::unix_now;
 use aula_protocol::{Claims, ClientMessage, ErrorCode, Role, ServerMessage, PROTOCOL_VERSION};
 use aula_server::{Limits, Server, ServerConfig, ServerHandle, DEV_API_KEY, DEV_API_SECRET};
 
+use crate::support;
+
 async fn server_with(limits: Limits) -> ServerHandle {
     let mut config = ServerConfig::dev(0, 0);
     config.limits = limits;
@@ -45,6 +47,7 @@ fn code(result: Result<SignalClient, SignalError>) -> ErrorCode {
 
 #[tokio::test]
 async fn room_and_participant_caps_refuse_with_typed_errors() {
+    let _suite = support::shared().await;
     let server = server_with(Limits {
         max_rooms: 1,
         max_participants_per_room: 2,
@@ -60,6 +63,7 @@ async fn room_and_participant_caps_refuse_with_typed_errors() {
 
 #[tokio::test]
 async fn connections_per_ip_are_capped() {
+    let _suite = support::shared().await;
     let server = server_with(Limits {
         max_connections_per_ip: 2,
         ..Limits::default()
@@ -90,6 +94,7 @@ async fn connections_per_ip_are_capped() {
 
 #[tokio::test]
 async fn message_floods_are_dropped_and_the_connection_survives() {
+    let _suite = support::shared().await;
     let server = server_with(Limits {
         max_messages_per_second: 20,
         ..Limits::default()

@@ -13,7 +13,7 @@ use aula_protocol::{
 use aula_server::{Server, ServerConfig};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-mod support;
+use crate::support;
 
 /// Keeps the mean absolute level of the last few decoded audio frames.
 #[derive(Default)]
@@ -71,6 +71,7 @@ async fn next_mute_event(events: &mut UnboundedReceiver<RoomEvent>) -> (TrackSid
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn muting_sends_black_and_silence_tells_others_and_unmuting_restores() {
+    let _suite = support::shared().await;
     support::init_test_log();
     let server = Server::start(ServerConfig::dev(0, 0))
         .await

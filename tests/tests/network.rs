@@ -10,16 +10,13 @@ use aula_core::{Room, RoomEvent, RoomOptions, VideoPublishOptions, VideoSink};
 use aula_protocol::{MediaKind, Role};
 use aula_server::{Server, ServerConfig};
 
-mod support;
+use crate::support;
 
-/// The scenarios here each run encoders, decoders and a lossy network on two cores; run one at a
-/// time so their bounds measure the media path, not each other.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 use support::{http_get, init_test_log, publish_camera, stamped_frames_from, token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_five_second_network_cut_resumes_without_the_application() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let _alone = support::exclusive().await;
     let server = Server::start(ServerConfig::dev(0, 0)).await.unwrap();
     let url = server.ws_url();
     let (teacher, _t_events) = Room::connect(
@@ -87,7 +84,7 @@ async fn a_five_second_network_cut_resumes_without_the_application() {
 /// path does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_path_dead_beyond_the_ice_timeout_rejoins_by_itself() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let _alone = support::exclusive().await;
     let server = Server::start(ServerConfig::dev(0, 0)).await.unwrap();
     let url = server.ws_url();
     let (teacher, _t_events) = Room::connect(
@@ -287,7 +284,7 @@ impl ThroughLoss {
 /// requests in 10 s and far fewer frames. With them, most losses are repaired in place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_packets_are_retransmitted_on_both_hops() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let _alone = support::exclusive().await;
     let down = decoded_through_loss(0.0, 0.05).await;
     println!(
         "5% subscriber downlink loss: {} freezes; {down:?}",
@@ -333,7 +330,7 @@ async fn lost_packets_are_retransmitted_on_both_hops() {
 /// most lost frames are recovered rather than concealed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_audio_is_mostly_rebuilt_from_in_band_fec() {
-    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let _alone = support::exclusive().await;
     let server = Server::start(ServerConfig::dev(0, 0)).await.unwrap();
     let url = server.ws_url();
     let lossy = LinkSettings {

@@ -10,6 +10,8 @@ use aula_core::devices::{
     ScreenSource, Speaker,
 };
 
+use crate::support;
+
 fn has_entries(dir: &str, prefix: &str) -> bool {
     std::fs::read_dir(dir)
         .map(|entries| {
@@ -22,11 +24,15 @@ fn has_entries(dir: &str, prefix: &str) -> bool {
 
 #[test]
 fn with_no_devices_lists_are_empty_and_opening_is_a_typed_error() {
-    // This binary holds only this test, so changing the environment races with nothing.
-    std::env::remove_var("DISPLAY");
-    std::env::remove_var("WAYLAND_DISPLAY");
+    // Changing the environment races with nothing while this test runs alone.
+    let alone = support::exclusive_blocking();
     let nowhere = std::env::temp_dir().join(format!("aula-no-pulse-{}", std::process::id()));
-    std::env::set_var("PULSE_SERVER", format!("unix:{}", nowhere.display()));
+    let nowhere = format!("unix:{}", nowhere.display());
+    let _env = alone.set_env(&[
+        ("DISPLAY", None),
+        ("WAYLAND_DISPLAY", None),
+        ("PULSE_SERVER", Some(&nowhere)),
+    ]);
     let cameras_attached = has_entries("/dev", "video");
     let sound_cards = has_entries("/dev/snd", "pcm");
 

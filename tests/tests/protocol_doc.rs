@@ -35,7 +35,7 @@ use webrtc::peer_connection::{
     RTCSessionDescription, Registry, SettingEngineBuilder,
 };
 
-mod support;
+use crate::support;
 
 // ---------------------------------------------------------------------------------------------
 // The document
@@ -800,6 +800,7 @@ fn token_without_grants(room: &str, identity: &str, role: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_speaks_as_docs_protocol_md_says() {
+    let _suite = support::shared().await;
     support::init_test_log();
     let doc = Documented::read();
     let server = Server::start(ServerConfig::dev(0, 0))

@@ -7,7 +7,7 @@ use aula_core::{Room, RoomEvent, RoomOptions};
 use aula_protocol::Role;
 use aula_server::{Server, ServerConfig};
 
-mod support;
+use crate::support;
 use support::{http_get, publish_camera, stamped_frames_from, token};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -40,6 +40,7 @@ async fn wait_reconnected(events: &mut UnboundedReceiver<RoomEvent>) -> Duration
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_server_hands_its_room_to_the_next_instance() {
+    let _suite = support::shared().await;
     let first = Server::start(ServerConfig::dev(0, 0)).await.unwrap();
     let address = first.http_addr();
     assert!(http_get(&first, "/readyz").await.0.contains("200 OK"));
@@ -87,6 +88,7 @@ async fn a_drained_server_hands_its_room_to_the_next_instance() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_opt_out_of_reconnecting_are_told_why_and_stay_down() {
+    let _suite = support::shared().await;
     support::init_test_log();
     let server = Server::start(ServerConfig::dev(0, 0)).await.unwrap();
     let (room, mut events) = Room::connect(

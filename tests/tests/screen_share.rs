@@ -15,7 +15,7 @@ use aula_protocol::{MediaKind, ParticipantId, Role, TrackSid, TrackSource};
 use aula_server::{Server, ServerConfig};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-mod support;
+use crate::support;
 
 use support::xvfb::{Painter, Xvfb};
 
@@ -157,6 +157,7 @@ async fn next_event(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_screen_arrives_as_drawn_and_sharing_restarts_with_one_window() {
+    let _suite = support::shared().await;
     support::init_test_log();
     let xvfb = Xvfb::start(u32::from(WIDTH), u32::from(HEIGHT));
     let painter = Painter::open(xvfb.display(), "aula test slide", WIDTH, HEIGHT);
@@ -295,6 +296,7 @@ async fn a_shared_screen_arrives_as_drawn_and_sharing_restarts_with_one_window()
 
 #[test]
 fn a_display_that_is_not_there_is_a_typed_error() {
+    let _suite = support::shared_blocking();
     let missing = ScreenSource::open(
         None,
         ScreenOptions {

@@ -10,7 +10,7 @@ use aula_core::media::SyntheticAudioSource;
 use aula_protocol::Role;
 use aula_server::{Server, ServerConfig};
 
-mod support;
+use crate::support;
 
 /// Keeps every error the WebRTC stack logs (it logs through the `log` crate).
 struct ErrorLog(Arc<Mutex<Vec<String>>>);
@@ -40,8 +40,12 @@ async fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaving_while_others_stay_sends_nothing_on_a_removed_sender() {
+    // Alone: the WebRTC stack's log is process-wide, and other tests' teardowns would be
+    // counted as this one's.
+    let _alone = support::exclusive().await;
     let errors = Arc::new(Mutex::new(Vec::new()));
-    log::set_boxed_logger(Box::new(ErrorLog(Arc::clone(&errors)))).expect("the only logger");
+    log::set_boxed_logger(Box::new(ErrorLog(Arc::clone(&errors))))
+        .expect("the `log` crate's logger is free (AULA_TEST_LOG installs one: unset it)");
     log::set_max_level(log::LevelFilter::Error);
 
     let server = Server::start(ServerConfig::dev(0, 0))

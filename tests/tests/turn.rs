@@ -9,7 +9,7 @@ use aula_core::{IceServer, Room, RoomOptions};
 use aula_protocol::Role;
 use aula_server::{Server, ServerConfig};
 
-mod support;
+use crate::support;
 use support::{publish_camera, stamped_frames_from, token};
 
 struct Turn(Child);
@@ -68,6 +68,7 @@ fn start_turn(port: u16) -> Turn {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_only_client_receives_media_through_turn() {
+    let _suite = support::shared().await;
     let turn_port = free_port();
     let _turn = start_turn(turn_port);
     let server = Server::start(ServerConfig::dev(0, 0)).await.unwrap();

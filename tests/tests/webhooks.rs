@@ -11,7 +11,7 @@ use aula_server::{Server, ServerConfig, DEV_API_KEY, DEV_API_SECRET};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 
-mod support;
+use crate::support;
 use support::{http_get, publish_camera, token};
 
 /// What the endpoint saw: every attempt's headers and body.
@@ -70,6 +70,7 @@ fn accepted_events(received: &Mutex<Received>) -> Vec<WebhookEvent> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_class_reaches_the_endpoint_as_signed_events_in_order() {
+    let _suite = support::shared().await;
     let received = Arc::new(Mutex::new(Received {
         refuse: 1, // the first attempt fails: the event must still arrive, once
         ..Received::default()
@@ -158,6 +159,7 @@ async fn a_class_reaches_the_endpoint_as_signed_events_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_class_tells_the_backend_who_was_admitted_staged_removed_and_when_it_ended() {
+    let _suite = support::shared().await;
     let received = Arc::new(Mutex::new(Received::default()));
     let url = start_endpoint(Arc::clone(&received)).await;
     let server = Server::start(ServerConfig {

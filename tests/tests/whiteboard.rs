@@ -8,6 +8,8 @@ use aula_protocol::whiteboard::{Point, DEFAULT_PAGE};
 use aula_protocol::{Claims, Role};
 use aula_server::{Server, ServerConfig, ServerHandle, DEV_API_KEY, DEV_API_SECRET};
 
+use crate::support;
+
 fn token(room: &str, identity: &str, role: Role, write: bool) -> String {
     let mut claims = Claims::new(DEV_API_KEY, room, identity, role, unix_now(), 600);
     claims.grants.whiteboard_write = write;
@@ -59,6 +61,7 @@ async fn server_digest(server: &ServerHandle, room: &str) -> (usize, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_clients_converge_despite_loss_and_partitions() {
+    let _suite = support::shared().await;
     let server = start_server().await;
     let mut boards: Vec<Whiteboard> = Vec::new();
     let mut rooms = Vec::new();
@@ -146,6 +149,7 @@ async fn five_clients_converge_despite_loss_and_partitions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undo_only_undoes_ones_own_edits() {
+    let _suite = support::shared().await;
     let server = start_server().await;
     let alice_room = join(&server, "undo", "alice", Role::Teacher, true).await;
     let alice = alice_room.whiteboard();
@@ -216,6 +220,7 @@ async fn refused(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_edits_change_nothing() {
+    let _suite = support::shared().await;
     let server = start_server().await;
     let teacher_room = join(&server, "perm", "teacher", Role::Teacher, true).await;
     let teacher = teacher_room.whiteboard();
@@ -309,6 +314,7 @@ async fn refused_edits_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_frames_get_an_error_and_change_nothing() {
+    let _suite = support::shared().await;
     use aula_core::signal_client::SignalClient;
     use aula_protocol::whiteboard::Frame;
     use aula_protocol::{ClientMessage, PROTOCOL_VERSION};
@@ -365,6 +371,7 @@ async fn malformed_frames_get_an_error_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_reconnect_across_a_server_restart_and_converge() {
+    let _suite = support::shared().await;
     let data_dir = std::env::temp_dir().join(format!(
         "aula-wb-restart-{}-{}",
         std::process::id(),
@@ -427,6 +434,7 @@ async fn clients_reconnect_across_a_server_restart_and_converge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn laser_pointers_are_shared_live_and_vanish_when_their_owner_leaves() {
+    let _suite = support::shared().await;
     use aula_protocol::whiteboard::awareness::Laser;
     let server = start_server().await;
     let teacher_room = join(&server, "laser", "teacher", Role::Teacher, true).await;
@@ -467,6 +475,7 @@ async fn laser_pointers_are_shared_live_and_vanish_when_their_owner_leaves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_board_left_empty_is_there_for_whoever_comes_back() {
+    let _suite = support::shared().await;
     let server = start_server().await;
     for round in 0..3u32 {
         let room = join(&server, "again", "teacher", Role::Teacher, true).await;

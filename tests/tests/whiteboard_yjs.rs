@@ -11,6 +11,8 @@ use aula_protocol::whiteboard::{ItemKind, NewItem, Point, DEFAULT_PAGE};
 use aula_protocol::{Claims, Role};
 use aula_server::{Server, ServerConfig, DEV_API_KEY, DEV_API_SECRET};
 
+use crate::support;
+
 fn token(room: &str, identity: &str, role: Role, write: bool) -> String {
     let mut claims = Claims::new(DEV_API_KEY, room, identity, role, unix_now(), 600);
     claims.grants.whiteboard_write = write;
@@ -23,6 +25,7 @@ fn interop_dir() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_yjs_client_syncs_both_ways_with_an_aula_client() {
+    let _suite = support::shared().await;
     let dir = interop_dir();
     assert!(
         dir.join("node_modules/yjs").is_dir() && dir.join("node_modules/y-protocols").is_dir(),

@@ -1031,25 +1031,33 @@ impl Inner {
             moved.push((old.sid.clone(), info, streams));
         }
         self.negotiate_publisher(&peer).await?;
+        let mut rebound = Vec::new();
+        for (old_sid, info, streams) in moved {
+            rebound.push((old_sid, info, bind_streams(streams).await?));
+        }
+        // The restarted server numbers tracks afresh, so a new sid may equal another
+        // publication's old one: every publication is matched by its old sid on the list as it
+        // was before any rebinding, and the mute flags move all at once.
         let mut still_muted = Vec::new();
-        for (old_sid, mut info, streams) in moved {
-            let bound = bind_streams(streams).await?;
-            let new_sid = info.sid.clone();
-            if let Some(publication) = lock(&self.publications)
-                .iter_mut()
-                .find(|p| p.info.sid == old_sid)
-            {
+        let mut renamed = Vec::new();
+        {
+            let mut publications = lock(&self.publications);
+            let before: Vec<TrackSid> = publications.iter().map(|p| p.info.sid.clone()).collect();
+            let old_sids: Vec<TrackSid> = rebound.iter().map(|(old, _, _)| old.clone()).collect();
+            let targets = match_moved(&before, &old_sids);
+            for ((old_sid, mut info, bound), target) in rebound.into_iter().zip(targets) {
+                let Some(publication) = target.and_then(|i| publications.get_mut(i)) else {
+                    continue;
+                };
                 info.muted = publication.info.muted;
                 if info.muted {
-                    still_muted.push(new_sid.clone());
+                    still_muted.push(info.sid.clone());
                 }
+                renamed.push((old_sid, info.sid.clone()));
                 publication.rebind(info, bound);
             }
-            let mut mutes = lock(&self.mutes);
-            if let Some(flag) = mutes.remove(&old_sid) {
-                mutes.insert(new_sid, flag);
-            }
         }
+        rename_keys(&mut lock(&self.mutes), &renamed);
         *publisher = Some(peer);
         drop(publisher);
         // The new session knows nothing of earlier mutes.
@@ -1583,6 +1591,31 @@ async fn report_active_layers(
     }
 }
 
+/// For each sid in `moved`, the index in `current` of the publication it names: the first
+/// one with that sid not already taken by an earlier entry (`None` if there is none, e.g. it
+/// was unpublished meanwhile).
+fn match_moved(current: &[TrackSid], moved: &[TrackSid]) -> Vec<Option<usize>> {
+    let mut taken = vec![false; current.len()];
+    moved
+        .iter()
+        .map(|sid| {
+            let index = (0..current.len()).find(|&i| !taken[i] && current[i] == *sid)?;
+            taken[index] = true;
+            Some(index)
+        })
+        .collect()
+}
+
+/// Moves the values of `map` from each `(old, new)` key pair's old key to its new one, all at
+/// once: a new key equal to another pair's old key takes that pair's value only if moved to it.
+fn rename_keys<V>(map: &mut HashMap<TrackSid, V>, renamed: &[(TrackSid, TrackSid)]) {
+    let moved: Vec<(TrackSid, V)> = renamed
+        .iter()
+        .filter_map(|(old, new)| map.remove(old).map(|value| (new.clone(), value)))
+        .collect();
+    map.extend(moved);
+}
+
 /// Adds the streams of `info` (one, or one per simulcast layer, named `cid.i`) to `peer`.
 async fn add_streams(
     peer: &ClientPeer,
@@ -1672,4 +1705,40 @@ fn resolve_host(url: &str) -> Result<IpAddr, RoomError> {
         .next()
         .map(|a| a.ip())
         .ok_or_else(|| RoomError::Unreachable(format!("{authority} has no address")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sid(n: u32) -> TrackSid {
+        TrackSid::from_counter(u64::from(n))
+    }
+
+    #[test]
+    fn republished_tracks_find_their_publication_when_new_sids_reuse_old_ones() {
+        // Before a server restart: video TR_2, audio TR_3. The restarted server numbered a
+        // participant first, so the republished video got TR_3, the audio TR_4.
+        let before = [sid(2), sid(3)];
+        let moved = [sid(2), sid(3)];
+        assert_eq!(match_moved(&before, &moved), vec![Some(0), Some(1)]);
+        let mut mutes = HashMap::from([(sid(2), "video flag"), (sid(3), "audio flag")]);
+        rename_keys(&mut mutes, &[(sid(2), sid(3)), (sid(3), sid(4))]);
+        assert_eq!(
+            mutes,
+            HashMap::from([(sid(3), "video flag"), (sid(4), "audio flag")])
+        );
+    }
+
+    #[test]
+    fn a_publication_is_matched_once_and_a_vanished_one_not_at_all() {
+        let before = [sid(5), sid(5), sid(7)];
+        assert_eq!(
+            match_moved(&before, &[sid(5), sid(5), sid(9)]),
+            vec![Some(0), Some(1), None]
+        );
+        let mut flags = HashMap::from([(sid(1), 1)]);
+        rename_keys(&mut flags, &[(sid(8), sid(9))]);
+        assert_eq!(flags, HashMap::from([(sid(1), 1)]), "nothing to move");
+    }
 }

@@ -34,6 +34,12 @@ pub struct WhiteboardLimits {
     pub max_id_bytes: usize,
     /// Edit frames one connection may send per second (sustained; bursts of twice that pass).
     pub max_updates_per_second: u32,
+    /// Largest awareness (presence) frame accepted, in bytes.
+    pub max_presence_bytes: usize,
+    /// Awareness frames one connection may send per second (bursts of twice that pass).
+    pub max_presence_per_second: u32,
+    /// Sync step 1 requests one connection may send per second (bursts of twice that pass).
+    pub max_syncs_per_second: u32,
 }
 
 impl Default for WhiteboardLimits {
@@ -46,6 +52,9 @@ impl Default for WhiteboardLimits {
             max_text_bytes: 4096,
             max_id_bytes: 64,
             max_updates_per_second: 200,
+            max_presence_bytes: 4 * 1024,
+            max_presence_per_second: 60,
+            max_syncs_per_second: 2,
         }
     }
 }

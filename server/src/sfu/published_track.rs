@@ -228,13 +228,17 @@ impl PublishedTrack {
 
     /// Forwards the track's packets again, or holds them back from every subscriber (a
     /// teacher muted it; whatever its publisher keeps sending reaches nobody). Video asks for a
-    /// keyframe when it resumes, since subscribers missed the frames in between.
-    pub async fn set_forwarded(self: &Arc<Self>, forwarded: bool) {
+    /// keyframe when it resumes, since subscribers missed the frames in between; the requests
+    /// go out on their own task, so the caller (the room, under its lock) does not wait.
+    pub fn set_forwarded(self: &Arc<Self>, forwarded: bool) {
         let was_held = self.held.swap(!forwarded, Ordering::Relaxed);
         if forwarded && was_held && self.info.kind == MediaKind::Video {
-            for layer in 0..self.layer_count() as u8 {
-                self.request_keyframe(layer).await;
-            }
+            let track = Arc::clone(self);
+            tokio::spawn(async move {
+                for layer in 0..track.layer_count() as u8 {
+                    track.request_keyframe(layer).await;
+                }
+            });
         }
     }
 

@@ -2,6 +2,9 @@
 //! y-websocket endpoint.
 
 mod board;
+pub mod gate;
+pub mod presence;
+pub mod queue;
 mod session;
 pub mod store;
 pub mod yjs;
@@ -12,24 +15,36 @@ use aula_protocol::whiteboard::WhiteboardLimits;
 use tokio::sync::mpsc;
 
 pub use board::{BoardCmd, Conn};
-pub use session::{board_queue, SessionBoard};
+pub use queue::{frame_queue as connection_queue, FrameReceiver, FrameSender};
+pub use session::SessionBoard;
 pub use store::{Store, StoreError};
 
 /// Every room's board; boards are loaded from the store on first use.
 pub struct Boards {
     store: Arc<Store>,
     limits: WhiteboardLimits,
+    metrics: Arc<crate::metrics::Metrics>,
     open: board::Registry,
 }
 
 impl Boards {
-    /// Boards kept in `store`.
-    pub fn new(store: Store, limits: WhiteboardLimits) -> Self {
+    /// Boards kept in `store`, counting in `metrics`.
+    pub fn new(
+        store: Store,
+        limits: WhiteboardLimits,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         Self {
             store: Arc::new(store),
             limits,
+            metrics,
             open: Arc::default(),
         }
+    }
+
+    /// The server's metrics, for the sessions' whiteboard links.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     /// The limits every update is checked against.
@@ -50,6 +65,7 @@ impl Boards {
             room.to_owned(),
             Arc::clone(&self.store),
             self.limits.clone(),
+            Arc::clone(&self.metrics),
         )
         .await?;
         open.insert(room.to_owned(), tx.clone());

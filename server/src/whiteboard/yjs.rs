@@ -10,10 +10,11 @@ use aula_protocol::whiteboard::{Editor, Frame};
 use aula_protocol::Claims;
 use axum::extract::ws::{Message, WebSocket};
 use futures::{SinkExt, StreamExt};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
-use super::board::{BoardCmd, Conn, CONN_QUEUE};
-use crate::limits::MessageRate;
+use super::board::{BoardCmd, Conn};
+use super::gate::{FrameGate, FrameKind, Verdict};
+use super::queue::frame_queue;
 use crate::state::ServerState;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
@@ -35,7 +36,7 @@ pub fn editor_for(claims: &Claims) -> Editor {
 /// Serves one y-websocket connection until it closes.
 pub async fn serve(socket: WebSocket, server: Arc<ServerState>, claims: Claims) {
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(CONN_QUEUE);
+    let (tx, mut rx) = frame_queue();
     let kill = Arc::new(Notify::new());
     let id = next_conn_id();
     let mut joined = None;
@@ -61,15 +62,14 @@ pub async fn serve(socket: WebSocket, server: Arc<ServerState>, claims: Claims) 
     };
     let writer = tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
-            if sink.send(Message::Binary(bytes.into())).await.is_err() {
+            if sink.send(Message::Binary(bytes)).await.is_err() {
                 break;
             }
         }
         let _ = sink.close().await;
     });
     let editor = editor_for(&claims);
-    let per_second = server.boards.limits().max_updates_per_second;
-    let mut rate = MessageRate::new(per_second, per_second * 2, std::time::Instant::now());
+    let mut gate = FrameGate::new(server.boards.limits(), std::time::Instant::now());
     let mut seq = 0;
     let mut shutdown = server.shutdown.subscribe();
     loop {
@@ -86,10 +86,18 @@ pub async fn serve(socket: WebSocket, server: Arc<ServerState>, claims: Claims) 
                 };
                 if frame.is_edit() {
                     seq += 1;
-                    if !rate.allow(std::time::Instant::now()) {
-                        tracing::info!(room = %claims.room, "y-websocket update over the rate limit dropped");
-                        continue;
+                }
+                let kind = FrameKind::of(&frame);
+                if let Verdict::Refuse { report } = gate.check(kind, std::time::Instant::now()) {
+                    // y-websocket has no error frames: the refusal is only logged and counted.
+                    let code = if kind == FrameKind::Invalid { "invalid_update" } else { "rate_limited" };
+                    server.metrics.whiteboard_refusal(code);
+                    if report && kind != FrameKind::Edit {
+                        tracing::info!(room = %claims.room, ?kind, code, "y-websocket frames dropped");
+                    } else {
+                        tracing::debug!(room = %claims.room, ?kind, code, "y-websocket frame dropped");
                     }
+                    continue;
                 }
                 let cmd = BoardCmd::Frame { id, editor: editor.clone(), seq, frame };
                 if board.send(cmd).await.is_err() {

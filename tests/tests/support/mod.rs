@@ -1,9 +1,11 @@
-//! Helpers shared by the end-to-end tests: tokens, joining a room, a stamped synthetic camera,
-//! frame counts and plain HTTP requests. Each test binary uses some of them.
-#![allow(dead_code)]
+//! Helpers shared by the end-to-end tests: how a test shares the process (`serial`), tokens,
+//! joining a room, a stamped synthetic camera, frame counts and plain HTTP requests.
 
 pub mod pulse;
+pub mod serial;
 pub mod xvfb;
+
+pub use serial::{exclusive, exclusive_blocking, shared, shared_blocking};
 
 use aula_core::media::SyntheticVideoSource;
 use aula_core::{Room, RoomEvent, RoomOptions, VideoPublishOptions};

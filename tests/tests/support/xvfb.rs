@@ -70,8 +70,6 @@ pub struct Painter {
     conn: RustConnection,
     pub window: u32,
     gc: u32,
-    pub width: u16,
-    pub height: u16,
 }
 
 impl Painter {
@@ -109,13 +107,7 @@ impl Painter {
             .expect("gc");
         conn.map_window(window).expect("map");
         conn.sync().expect("the window is up");
-        Painter {
-            conn,
-            window,
-            gc,
-            width,
-            height,
-        }
+        Painter { conn, window, gc }
     }
 
     /// Fills a rectangle with `rgb` (0xRRGGBB).

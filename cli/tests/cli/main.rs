@@ -1,9 +1,14 @@
-//! The `aula` binary against an in-process server: tokens, a headless join, the stats file.
+//! The `aula` binary against an in-process server: tokens, a headless join, the stats file;
+//! with the `devices` feature, `aula devices` and screen sharing (`devices.rs`). One test
+//! binary for both: each links the server, WebRTC and the codecs.
 
 use std::process::{Command, Output, Stdio};
 
 use aula_protocol::{token::unix_now, Claims, Role};
 use aula_server::{Server, ServerConfig, DEV_API_KEY, DEV_API_SECRET};
+
+#[cfg(feature = "devices")]
+mod devices;
 
 fn aula(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_aula"))
@@ -253,4 +258,44 @@ fn load_test_reports_what_every_receiver_decoded_and_fails_on_refused_joins() {
 
     runtime.block_on(server.shutdown());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn token_server_prints_a_server_token_the_api_accepts() {
+    let out = aula(&[
+        "token",
+        "--server",
+        "--api-key",
+        "devkey",
+        "--api-secret",
+        "devsecret",
+        "--room",
+        "r1",
+        "--ttl",
+        "10m",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    let secret = |k: &str| (k == "devkey").then_some("devsecret");
+    let claims = aula_protocol::api::ApiClaims::verify(token.trim(), secret, unix_now())
+        .expect("a server token");
+    assert!(claims.api);
+    assert_eq!(claims.room.as_deref(), Some("r1"));
+    assert_eq!(claims.exp - claims.iat, 600);
+    // It is no access token, and an access token needs its room and identity.
+    assert!(Claims::verify(token.trim(), secret, unix_now()).is_err());
+    let incomplete = aula(&[
+        "token",
+        "--api-key",
+        "k",
+        "--api-secret",
+        "s",
+        "--room",
+        "r",
+    ]);
+    assert!(!incomplete.status.success());
 }

@@ -184,7 +184,13 @@ fn join_shares_the_display_screen_and_the_other_side_reports_it_as_screen() {
     let screen = received
         .iter()
         .find(|r| r["kind"] == "screen" && r["from"] == "t1")
-        .unwrap_or_else(|| panic!("a screen track was received: {received:?}"));
+        .unwrap_or_else(|| {
+            panic!(
+                "a screen track was received: {received:?}\n{}\n{}",
+                String::from_utf8_lossy(&student.stderr),
+                String::from_utf8_lossy(&teacher.stderr)
+            )
+        });
     assert!(screen["frames_decoded"].as_u64().unwrap() >= 20, "{screen}");
     assert_eq!(screen["width"], 800);
     assert_eq!(screen["height"], 600);
