@@ -268,7 +268,7 @@ async fn churn(shared: &Arc<Shared>, first: usize, count: usize, progress: bool)
                         first_error.get_or_insert_with(|| format!("{err:#}"));
                     }
                     let done = index + 1 - first;
-                    if progress && done % 500 == 0 {
+                    if progress && done.is_multiple_of(500) {
                         eprintln!("{done} joins in {:.0} s", started.elapsed().as_secs_f64());
                     }
                 }

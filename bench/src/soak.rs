@@ -1218,7 +1218,7 @@ mod tests {
     fn seats_give_each_class_a_teacher_its_publishers_and_two_drawers() {
         let seats = seats(&parse_classes("2:1,5:2").unwrap());
         assert_eq!(seats.len(), 7);
-        let class = |c: &str| seats.iter().filter(move |s| s.room == c);
+        let class = |c: &'static str| seats.iter().filter(move |s| s.room == c);
         assert_eq!(class("soak-0").filter(|s| s.publishes).count(), 1);
         assert_eq!(class("soak-1").filter(|s| s.publishes).count(), 2);
         assert_eq!(class("soak-1").filter(|s| s.draws).count(), 2);
@@ -1271,7 +1271,7 @@ mod tests {
         assert_eq!((first, last), (1000.0, 1100.0));
         // Samples without a value are left out of a window rather than poisoning it.
         let [first, last] = windows(&samples, 100.0, 60.0, |s| {
-            if s.t_s as u64 % 10 == 0 {
+            if (s.t_s as u64).is_multiple_of(10) {
                 f64::NAN
             } else {
                 s.proc.rss_kib as f64

@@ -251,11 +251,19 @@ mod tests {
         // Quiet for 5 s exactly: not yet.
         let r = receiver(2, t0, &[(1, last)]);
         assert!(watch
-            .check(last + Duration::from_secs(5), &[r.clone()], &[p.clone()])
+            .check(
+                last + Duration::from_secs(5),
+                std::slice::from_ref(&r),
+                std::slice::from_ref(&p)
+            )
             .is_empty());
         // Then starving, counted once over three checks.
         for s in 6..9 {
-            let starving = watch.check(last + Duration::from_secs(s), &[r.clone()], &[p.clone()]);
+            let starving = watch.check(
+                last + Duration::from_secs(s),
+                std::slice::from_ref(&r),
+                std::slice::from_ref(&p),
+            );
             assert_eq!(starving, vec![2]);
         }
         assert_eq!(watch.tally().episodes, 1);
@@ -264,7 +272,9 @@ mod tests {
         // Frames again, then a second episode: two episodes, still one receiver.
         let resumed = last + Duration::from_secs(9);
         let r = receiver(2, t0, &[(1, resumed)]);
-        assert!(watch.check(resumed, &[r.clone()], &[p.clone()]).is_empty());
+        assert!(watch
+            .check(resumed, std::slice::from_ref(&r), std::slice::from_ref(&p))
+            .is_empty());
         assert_eq!(
             watch.check(resumed + Duration::from_secs(6), &[r], &[p]),
             vec![2]
@@ -281,20 +291,24 @@ mod tests {
         let r = receiver(2, t0, &[]);
         let now = t0 + Duration::from_secs(9);
         assert!(watch
-            .check(now, &[r.clone()], &[publisher(1, t0, true)])
+            .check(now, std::slice::from_ref(&r), &[publisher(1, t0, true)])
             .is_empty());
         // The publisher started 3 s ago: grace counts from the later start.
         let now = t0 + Duration::from_secs(30);
         let late = publisher(1, now - Duration::from_secs(3), true);
-        assert!(watch.check(now, &[r.clone()], &[late]).is_empty());
+        assert!(watch
+            .check(now, std::slice::from_ref(&r), &[late])
+            .is_empty());
         // A publisher whose encoder stopped is not owed anything.
         assert!(watch
-            .check(now, &[r.clone()], &[publisher(1, t0, false)])
+            .check(now, std::slice::from_ref(&r), &[publisher(1, t0, false)])
             .is_empty());
         // Another room's publisher neither.
         let mut elsewhere = publisher(1, t0, true);
         elsewhere.room = "b".into();
-        assert!(watch.check(now, &[r.clone()], &[elsewhere]).is_empty());
+        assert!(watch
+            .check(now, std::slice::from_ref(&r), &[elsewhere])
+            .is_empty());
         // Past the grace time with no frame at all: starving.
         assert_eq!(watch.check(now, &[r], &[publisher(1, t0, true)]), vec![2]);
         // A publisher never starves on its own track.
