@@ -107,19 +107,25 @@ pub async fn join_with(
     };
     let (room, _events) = Room::connect(&server.ws_url(), &token, options).await?;
     if let Some(camera) = camera {
-        room.publish_video(
-            SyntheticVideoSource::new(camera.width, camera.height, camera.fps)?,
-            VideoPublishOptions {
-                bitrate_bps: camera.bitrate_bps,
-                simulcast: camera.simulcast,
-                ..VideoPublishOptions::default()
-            },
-        )
-        .await?;
-        room.publish_audio(SyntheticAudioSource::new(440.0), "mic")
-            .await?;
+        publish(&room, camera).await?;
     }
     Ok(room)
+}
+
+/// Publishes `camera` as synthetic stamped video and a tone as the microphone.
+pub async fn publish(room: &Room, camera: Camera) -> anyhow::Result<()> {
+    room.publish_video(
+        SyntheticVideoSource::new(camera.width, camera.height, camera.fps)?,
+        VideoPublishOptions {
+            bitrate_bps: camera.bitrate_bps,
+            simulcast: camera.simulcast,
+            ..VideoPublishOptions::default()
+        },
+    )
+    .await?;
+    room.publish_audio(SyntheticAudioSource::new(440.0), "mic")
+        .await?;
+    Ok(())
 }
 
 /// Parses `1280x720`.

@@ -1,8 +1,10 @@
-//! `aula-bench`: scenario benchmarks that run a server and clients in one process on loopback.
+//! `aula-bench`: scenario benchmarks that run a server and clients on loopback (in one process,
+//! or against a real `aula-server` process where the server itself is measured).
 
 mod adapt;
 mod attack;
 mod camera_format;
+mod churn;
 mod classroom;
 mod cpu;
 mod e2e;
@@ -10,6 +12,7 @@ mod harness;
 mod loss;
 mod memory;
 mod mixed;
+mod plot;
 mod reconnect;
 #[cfg(any(
     target_os = "linux",
@@ -19,6 +22,9 @@ mod reconnect;
     target_os = "dragonfly"
 ))]
 mod screen;
+mod server_process;
+mod soak;
+mod starvation;
 mod whiteboard;
 
 use clap::{Parser, Subcommand};
@@ -71,6 +77,13 @@ enum Scenario {
     /// A camera frame from the driver's buffer to an encoded picture, per pixel format (YUYV,
     /// NV12, MJPEG).
     CameraFormat(camera_format::CameraFormatArgs),
+    /// Classes joining, publishing, drawing, chatting, leaving and rejoining for many minutes
+    /// against one aula-server process: its memory, CPU, open files, threads and tasks over
+    /// time (JSON and a PNG plot), and starved receivers.
+    Soak(soak::SoakArgs),
+    /// Thousands of joins and leaves in a row (some abrupt) against one aula-server process:
+    /// its memory, tasks, open files and threads before and after.
+    Churn(churn::ChurnArgs),
     /// An attack on a running `aula-server` binary (sync-request flood, presence spam,
     /// half-open connections) and the figure that shows whether it holds.
     Attack(attack::AttackArgs),
@@ -108,6 +121,8 @@ fn main() -> anyhow::Result<()> {
         Scenario::Screen(args) => runtime.block_on(screen::run(args)),
         Scenario::Classroom(args) => runtime.block_on(classroom::run(args)),
         Scenario::CameraFormat(args) => camera_format::run(args),
+        Scenario::Soak(args) => runtime.block_on(soak::run(args)),
+        Scenario::Churn(args) => runtime.block_on(churn::run(args)),
         Scenario::Attack(args) => runtime.block_on(attack::run(args)),
     }
 }

@@ -1,12 +1,9 @@
 //! Server memory: per idle participant and per forwarded 720p stream, measured as the resident
 //! set of a real `aula-server` process while clients in this process join it.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use aula_core::{Room, RoomOptions};
 use aula_protocol::token::unix_now;
 use aula_protocol::{Claims, Role};
@@ -15,6 +12,7 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::harness::{parse_resolution, Camera};
+use crate::server_process::{ServerOptions, ServerProcess};
 
 /// Arguments of `aula-bench memory`.
 #[derive(Args, Debug)]
@@ -49,63 +47,6 @@ struct MemoryReport {
     per_forwarded_stream_kib: f64,
 }
 
-struct ServerProcess {
-    child: Child,
-    url: String,
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl ServerProcess {
-    fn start() -> anyhow::Result<Self> {
-        let binary: PathBuf = std::env::current_exe()?
-            .parent()
-            .context("bench executable has no directory")?
-            .join("aula-server");
-        if !binary.exists() {
-            bail!(
-                "{} not found: build it with `cargo build --release -p aula-server`",
-                binary.display()
-            );
-        }
-        let mut child = Command::new(&binary)
-            .args(["--dev", "--listen", "127.0.0.1:0", "--rtc-port", "0"])
-            .env("AULA_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let stdout = child.stdout.take().context("server stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let url = loop {
-            let line = lines
-                .next()
-                .context("the server exited before listening")??;
-            if let Some(rest) = line.strip_prefix("aula-server listening on ") {
-                let addr = rest.split_whitespace().next().unwrap_or_default();
-                break format!("ws://{addr}");
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        Ok(Self { child, url })
-    }
-
-    fn rss_kib(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("VmRSS missing (Linux only)")
-    }
-}
-
 async fn join(url: &str, identity: &str, subscribe: bool) -> anyhow::Result<Room> {
     let token = Claims::new(
         DEV_API_KEY,
@@ -132,13 +73,13 @@ pub async fn run(args: MemoryArgs) -> anyhow::Result<()> {
     if args.subscribers < 2 {
         bail!("--subscribers must be at least 2");
     }
-    let server = ServerProcess::start()?;
+    let server = ServerProcess::start(&ServerOptions::default())?;
     settle(1.0).await;
     let baseline_kib = server.rss_kib()?;
 
     let mut idle = Vec::new();
     for i in 0..args.idle {
-        idle.push(join(&server.url, &format!("idle-{i}"), false).await?);
+        idle.push(join(server.url(), &format!("idle-{i}"), false).await?);
     }
     settle(2.0).await;
     let with_idle_kib = server.rss_kib()?;
@@ -159,7 +100,7 @@ pub async fn run(args: MemoryArgs) -> anyhow::Result<()> {
         3600,
     )
     .sign(DEV_API_SECRET)?;
-    let (publisher, _events) = Room::connect(&server.url, &token, RoomOptions::default()).await?;
+    let (publisher, _events) = Room::connect(server.url(), &token, RoomOptions::default()).await?;
     publisher
         .publish_video(
             aula_core::media::SyntheticVideoSource::new(camera.width, camera.height, camera.fps)?,
@@ -169,11 +110,11 @@ pub async fn run(args: MemoryArgs) -> anyhow::Result<()> {
             },
         )
         .await?;
-    let mut subscribers = vec![join(&server.url, "subscriber-0", true).await?];
+    let mut subscribers = vec![join(server.url(), "subscriber-0", true).await?];
     settle(args.settle).await;
     let with_one_subscriber_kib = server.rss_kib()?;
     for i in 1..args.subscribers {
-        subscribers.push(join(&server.url, &format!("subscriber-{i}"), true).await?);
+        subscribers.push(join(server.url(), &format!("subscriber-{i}"), true).await?);
     }
     settle(args.settle).await;
     let with_all_subscribers_kib = server.rss_kib()?;

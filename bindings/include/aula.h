@@ -4,9 +4,13 @@
  * Every function returns an AulaStatus (AULA_STATUS_OK on success) and, on failure, leaves a
  * message for aula_last_error_message() on the calling thread. Handles come from
  * aula_room_connect / aula_room_publish_app_video and are released with their _free
- * function; strings the library returns are released with aula_string_free. Calls block:
- * make them off the UI thread. Callbacks arrive on SDK threads with the user_data they were
- * registered with; pointers they receive are valid only during the call. */
+ * function; strings the library returns are released with aula_string_free; arrays and structs
+ * it returns (chat messages, the classroom view, board items) with the free function their
+ * maker names, which releases everything they point to. Structs the application passes in
+ * (patches, new items) are read during the call and stay the application's. A refused
+ * request (AULA_STATUS_REFUSED) says why in aula_last_error_code(). Calls block: make them
+ * off the UI thread. Callbacks arrive on SDK threads with the user_data they were registered
+ * with; pointers they receive are valid only during the call. */
 
 #ifndef AULA_H
 #define AULA_H
@@ -43,7 +47,8 @@ typedef enum {
   AULA_STATUS_DISCONNECTED = 3,
   // The server could not be reached.
   AULA_STATUS_UNREACHABLE = 4,
-  // The server refused (the message names its error code, e.g. `unauthorized`).
+  // The server refused: `aula_last_error_code()` says why (`AULA_ERROR_CODE_*`), and the
+  // message names the code too. A refused request changed nothing.
   AULA_STATUS_REFUSED = 5,
   // The token could not be read (a token the server does not accept is `Refused`).
   AULA_STATUS_INVALID_TOKEN = 6,
@@ -60,6 +65,52 @@ typedef enum {
   // This build of the library leaves the feature out (PNG export in the mobile SDK).
   AULA_STATUS_UNSUPPORTED = 12,
 } AulaStatus;
+
+// Where a participant is in the room.
+typedef enum {
+  // Waiting for a teacher to admit it; may do nothing.
+  AULA_PLACEMENT_LOBBY = 0,
+  // Admitted, watching: receives media, chats, raises a hand; publishes nothing.
+  AULA_PLACEMENT_AUDIENCE = 1,
+  // Admitted and publishing what its permissions allow (everyone in a plain call).
+  AULA_PLACEMENT_STAGE = 2,
+} AulaPlacement;
+
+// How a room runs.
+typedef enum {
+  // Everyone admitted is on stage (a video call).
+  AULA_ROOM_MODE_CALL = 0,
+  // Students watch from the audience until a teacher brings them on stage.
+  AULA_ROOM_MODE_CLASS = 1,
+} AulaRoomMode;
+
+// Who may send chat messages.
+typedef enum {
+  // Everyone admitted.
+  AULA_CHAT_POLICY_ALL = 0,
+  // Teachers and co-teachers only.
+  AULA_CHAT_POLICY_TEACHERS = 1,
+  // Nobody.
+  AULA_CHAT_POLICY_OFF = 2,
+} AulaChatPolicy;
+
+// What kind of chat message.
+typedef enum {
+  // An ordinary message.
+  AULA_CHAT_KIND_MESSAGE = 0,
+  // A teacher's announcement, to show prominently.
+  AULA_CHAT_KIND_ANNOUNCEMENT = 1,
+  // From the server or the application's backend (`from_identity` NULL).
+  AULA_CHAT_KIND_SYSTEM = 2,
+} AulaChatKind;
+
+// Audio or video, for the requests that mute one of them.
+typedef enum {
+  // Microphones.
+  AULA_MEDIA_KIND_AUDIO = 0,
+  // Cameras.
+  AULA_MEDIA_KIND_VIDEO = 1,
+} AulaMediaKind;
 
 // What happened, in an [`AulaEvent`].
 typedef enum {
@@ -81,9 +132,113 @@ typedef enum {
   AULA_EVENT_KIND_RECONNECTING = 7,
   // The room rejoined.
   AULA_EVENT_KIND_RECONNECTED = 8,
-  // The room is closed for this client; `reason` says why.
+  // The room is closed for this client; `reason` says why in words, `cause` as a value,
+  // and `message` is what a teacher said when denying or removing it (or NULL).
   AULA_EVENT_KIND_DISCONNECTED = 9,
+  // A teacher let this client in from the lobby: its participants and chat are known now.
+  // `PERMISSIONS_CHANGED` follows.
+  AULA_EVENT_KIND_ADMITTED = 10,
+  // `participant_id` (this client's too) changed `placement`, `hand_raised` or
+  // `co_teacher`.
+  AULA_EVENT_KIND_PARTICIPANT_UPDATED = 11,
+  // The room's classroom state changed: `classroom`.
+  AULA_EVENT_KIND_CLASSROOM_CHANGED = 12,
+  // What this client may do changed: `permissions`.
+  AULA_EVENT_KIND_PERMISSIONS_CHANGED = 13,
+  // The teacher `participant_id` invites this client to the stage; answer with
+  // `aula_room_answer_stage_invitation`.
+  AULA_EVENT_KIND_STAGE_INVITATION = 14,
+  // (Teachers) the student `participant_id` answered a stage invitation: `accepted`.
+  AULA_EVENT_KIND_STAGE_INVITATION_ANSWERED = 15,
+  // A chat message arrived (not this client's own): `chat`.
+  AULA_EVENT_KIND_CHAT_RECEIVED = 16,
+  // The chat message `seq` was deleted.
+  AULA_EVENT_KIND_CHAT_DELETED = 17,
+  // The server ended this client's track `track_sid` (it left the stage, or a teacher
+  // stopped its screen share); its encoder has stopped.
+  AULA_EVENT_KIND_LOCAL_TRACK_ENDED = 18,
+  // `participant_id` (this client, when a teacher muted it) muted or unmuted `track_sid`:
+  // `muted`, `by_moderator`.
+  AULA_EVENT_KIND_TRACK_MUTED = 19,
 } AulaEventKind;
+
+// Why a participant left, or why this client's room closed.
+typedef enum {
+  // A reason this version does not know (from a newer server).
+  AULA_LEAVE_REASON_UNKNOWN = 0,
+  // It left (for this client: the application disconnected).
+  AULA_LEAVE_REASON_CLIENT_REQUEST = 1,
+  // Its connection dropped (for this client: and it could not rejoin).
+  AULA_LEAVE_REASON_CONNECTION_LOST = 2,
+  // The server shut down.
+  AULA_LEAVE_REASON_SERVER_SHUTDOWN = 3,
+  // The same identity joined from elsewhere.
+  AULA_LEAVE_REASON_DUPLICATE_IDENTITY = 4,
+  // A teacher removed it from the class; it cannot rejoin this class.
+  AULA_LEAVE_REASON_REMOVED = 5,
+  // A teacher did not admit it from the lobby.
+  AULA_LEAVE_REASON_DENIED = 6,
+  // A teacher ended the class.
+  AULA_LEAVE_REASON_CLASS_ENDED = 7,
+} AulaLeaveReason;
+
+// Why the server refused a request (after `AULA_STATUS_REFUSED`), from
+// `aula_last_error_code()`. The values are stable; new codes are added at the end.
+typedef enum {
+  // The last call on this thread was not refused by the server.
+  AULA_ERROR_CODE_NONE = 0,
+  // A code this version does not know (from a newer server).
+  AULA_ERROR_CODE_UNKNOWN = 1,
+  // The message was not understood.
+  AULA_ERROR_CODE_MALFORMED_MESSAGE = 2,
+  // The message, or a chat text (over 4096 bytes), is too large.
+  AULA_ERROR_CODE_MESSAGE_TOO_LARGE = 3,
+  // The server does not speak this library's protocol version.
+  AULA_ERROR_CODE_UNSUPPORTED_VERSION = 4,
+  // The token is malformed, forged, or names an unknown key.
+  AULA_ERROR_CODE_INVALID_TOKEN = 5,
+  // The token has expired.
+  AULA_ERROR_CODE_TOKEN_EXPIRED = 6,
+  // The token is for another room.
+  AULA_ERROR_CODE_ROOM_MISMATCH = 7,
+  // The session has not joined.
+  AULA_ERROR_CODE_NOT_JOINED = 8,
+  // The session joined already.
+  AULA_ERROR_CODE_ALREADY_JOINED = 9,
+  // The participant may not do this now (its grants, its placement, or a teacher-only
+  // request from a student).
+  AULA_ERROR_CODE_PERMISSION_DENIED = 10,
+  // The request names a track that does not exist.
+  AULA_ERROR_CODE_UNKNOWN_TRACK = 11,
+  // The request cannot be carried out as made (an empty chat text, a bad SDP...).
+  AULA_ERROR_CODE_INVALID_REQUEST = 12,
+  // The room has reached its participant limit.
+  AULA_ERROR_CODE_ROOM_FULL = 13,
+  // The server opens no new rooms.
+  AULA_ERROR_CODE_SERVER_FULL = 14,
+  // Too many requests; this one was dropped.
+  AULA_ERROR_CODE_RATE_LIMITED = 15,
+  // The request does not fit the participant's or the room's state (admitting someone not
+  // in the lobby, answering an invitation never made, raising a hand in the lobby).
+  AULA_ERROR_CODE_INVALID_STATE = 16,
+  // The request names a participant who is not in the room.
+  AULA_ERROR_CODE_UNKNOWN_PARTICIPANT = 17,
+  // The request names a room the server does not know.
+  AULA_ERROR_CODE_UNKNOWN_ROOM = 18,
+  // The stage has no room for another student.
+  AULA_ERROR_CODE_STAGE_FULL = 19,
+  // The room is locked: it takes no new participants.
+  AULA_ERROR_CODE_ROOM_LOCKED = 20,
+  // This identity was removed from the class and may not rejoin it.
+  AULA_ERROR_CODE_REMOVED = 21,
+  // Chat is off, teachers-only, or not allowed to this participant now.
+  AULA_ERROR_CODE_CHAT_DISABLED = 22,
+  // The server failed; the request may be retried.
+  AULA_ERROR_CODE_INTERNAL = 23,
+  // Media arrived for a track with the other kind than its announced source; the track is
+  // not published.
+  AULA_ERROR_CODE_TRACK_KIND_MISMATCH = 24,
+} AulaErrorCode;
 
 // How much the library logs (to standard error).
 typedef enum {
@@ -182,6 +337,145 @@ typedef struct {
   double y;
 } AulaLaserPointer;
 
+// Which sources a participant may publish.
+typedef struct {
+  // A camera.
+  bool camera;
+  // A microphone.
+  bool microphone;
+  // A screen share.
+  bool screen_share;
+} AulaPublish;
+
+// What this client may do now (its grants narrowed by where it is and changed by teachers).
+typedef struct {
+  // What it may publish now.
+  AulaPublish publish;
+  // Whether it receives others' media.
+  bool subscribe;
+  // Whether it may change the whiteboard.
+  bool whiteboard_write;
+  // Whether it may send chat messages now.
+  bool chat;
+  // Whether it may unmute what a teacher muted.
+  bool unmute;
+  // Whether it runs the class (teacher or co-teacher).
+  bool moderate;
+} AulaPermissions;
+
+// A room's classroom settings.
+typedef struct {
+  // Call or class.
+  AulaRoomMode mode;
+  // Students wait in a lobby until a teacher admits them.
+  bool lobby;
+  // Most students on stage at once in a class.
+  uint32_t stage_capacity;
+  // In a class, a raised hand goes on stage at once while there is room.
+  bool auto_stage;
+  // Who may chat.
+  AulaChatPolicy chat;
+  // Students may message each other privately.
+  bool student_private_chat;
+  // Students may unmute what a teacher muted.
+  bool students_may_unmute;
+} AulaRoomSettings;
+
+// The room's shared classroom state.
+typedef struct {
+  // The room's settings.
+  AulaRoomSettings settings;
+  // Whether the room takes no new participants.
+  bool locked;
+  // The participant id a teacher asked everyone to feature, or NULL.
+  const char *spotlight;
+  // Participant ids with a raised hand, first raised first (NULL when `hand_count` is 0).
+  const char *const *hands;
+  // Number of `hands`.
+  size_t hand_count;
+  // Whether a teacher or co-teacher is in the room.
+  bool teacher_present;
+  // Students on stage now.
+  uint32_t stage_count;
+} AulaClassroomState;
+
+// One chat message as the server stored it.
+typedef struct {
+  // The server's number for it, increasing within a class (starts at 1).
+  uint64_t seq;
+  // When the server stored it, ms since the Unix epoch.
+  uint64_t time_ms;
+  // The sender's identity; NULL for system messages.
+  const char *from_identity;
+  // The sender's display name (empty for system messages).
+  const char *from_name;
+  // For a private message, the recipient's identity; NULL for a public one.
+  const char *to_identity;
+  // Message, announcement or system.
+  AulaChatKind kind;
+  // The text (empty once deleted).
+  const char *text;
+  // Whether it was deleted.
+  bool deleted;
+} AulaChatMessage;
+
+// This client's view of the classroom, from `aula_room_classroom`. It owns everything it
+// points to; release it with `aula_classroom_view_free`.
+typedef struct {
+  // Where this client is.
+  AulaPlacement placement;
+  // Whether `permissions` holds what it may do (false from a server without a classroom,
+  // where the token's grants apply).
+  bool has_permissions;
+  // What it may do now (all false when `has_permissions` is false).
+  AulaPermissions permissions;
+  // The room's classroom state.
+  AulaClassroomState classroom;
+  // The participant id of the teacher whose stage invitation waits for an answer, or NULL.
+  const char *invitation_from;
+  // Whether this client has a hand raised.
+  bool hand_raised;
+  // Whether a teacher made it co-teacher.
+  bool co_teacher;
+  // The newest chat messages it may see (at most 1000), oldest first (NULL when
+  // `chat_count` is 0).
+  const AulaChatMessage *chat;
+  // Number of `chat` messages.
+  size_t chat_count;
+} AulaClassroomView;
+
+// A change to some of a room's settings, read during `aula_room_update_room_settings`:
+// each field points to its new value, or is NULL to leave it as it is.
+typedef struct {
+  // Call or class.
+  const AulaRoomMode *mode;
+  // The lobby on or off (off admits everyone waiting).
+  const bool *lobby;
+  // Most students on stage (1 to 64).
+  const uint32_t *stage_capacity;
+  // A raised hand goes on stage at once.
+  const bool *auto_stage;
+  // Who may chat.
+  const AulaChatPolicy *chat;
+  // Students may message each other privately.
+  const bool *student_private_chat;
+  // Students may unmute what a teacher muted.
+  const bool *students_may_unmute;
+} AulaRoomSettingsPatch;
+
+// A teacher's change to what one participant may do, read during
+// `aula_room_update_permissions`: each field points to its new value, or is NULL to leave it.
+typedef struct {
+  // What it may publish while on stage (replaces the token's list).
+  const AulaPublish *publish;
+  // Whether it may chat.
+  const bool *chat;
+  // Whether it may write on the whiteboard.
+  const bool *whiteboard_write;
+  // Whether it may unmute what a teacher muted.
+  const bool *unmute;
+} AulaPermissionsPatch;
+
 // How to join. Pass NULL for the defaults (both true).
 typedef struct {
   // Subscribe to every track automatically.
@@ -190,18 +484,43 @@ typedef struct {
   bool reconnect;
 } AulaConnectOptions;
 
-// A room event. Every string may be NULL and is valid only during the callback.
+// A room event. Everything it points to belongs to the library and is valid only during the
+// callback: copy what you keep. Fields that do not apply to the kind are 0, false or NULL.
 typedef struct {
   // What happened.
   AulaEventKind kind;
   // The participant concerned.
   const char *participant_id;
-  // Its identity (joins).
+  // Its identity (joins, updates).
   const char *identity;
   // The track concerned.
   const char *track_sid;
   // Why, in words.
   const char *reason;
+  // PARTICIPANT_JOINED, PARTICIPANT_UPDATED: where the participant is.
+  AulaPlacement placement;
+  // PARTICIPANT_JOINED, PARTICIPANT_UPDATED: whether it has a hand raised.
+  bool hand_raised;
+  // PARTICIPANT_JOINED, PARTICIPANT_UPDATED: whether it is co-teacher.
+  bool co_teacher;
+  // CLASSROOM_CHANGED: the room's classroom state now.
+  const AulaClassroomState *classroom;
+  // PERMISSIONS_CHANGED: what this client may do now.
+  const AulaPermissions *permissions;
+  // CHAT_RECEIVED: the message.
+  const AulaChatMessage *chat;
+  // CHAT_DELETED: the deleted message's sequence number.
+  uint64_t seq;
+  // STAGE_INVITATION_ANSWERED: whether the student went on stage.
+  bool accepted;
+  // TRACK_MUTED: whether the track is muted now.
+  bool muted;
+  // TRACK_MUTED: whether a teacher muted it.
+  bool by_moderator;
+  // PARTICIPANT_LEFT, DISCONNECTED: why.
+  AulaLeaveReason cause;
+  // DISCONNECTED: what a teacher said when denying or removing this client, or NULL.
+  const char *message;
 } AulaEvent;
 
 // Receives room events, in order, on the room's event thread.
@@ -361,6 +680,229 @@ void aula_strings_free(char **strings, size_t count);
 // `data` is NULL or a buffer from this library with exactly `len` bytes, not used again.
 void aula_bytes_free(uint8_t *data, size_t len);
 
+// This client's participant id into `*out_id` (free it with `aula_string_free`).
+//
+// # Safety
+// `room` is NULL or a live handle; `out_id` is NULL or writable.
+AulaStatus aula_room_local_participant_id(AulaRoom *room, char **out_id);
+
+// Where this client is now, into `*out_placement`.
+//
+// # Safety
+// `room` is NULL or a live handle; `out_placement` is NULL or writable.
+AulaStatus aula_room_placement(AulaRoom *room, AulaPlacement *out_placement);
+
+// This client's view of the classroom now (placement, permissions, the room's classroom
+// state, a pending invitation, its hand, the chat it has seen) into `*out_view`. The view
+// owns everything it points to: release it with `aula_classroom_view_free`.
+//
+// # Safety
+// `room` is NULL or a live handle; `out_view` is NULL or writable.
+AulaStatus aula_room_classroom(AulaRoom *room, AulaClassroomView **out_view);
+
+// Mutes or unmutes one of this client's tracks (others get `AULA_EVENT_KIND_TRACK_MUTED`).
+// Unmuting what a teacher muted is refused (`PERMISSION_DENIED`) unless permitted.
+//
+// # Safety
+// `room` is NULL or a live handle; `track_sid` is NULL or NUL-terminated.
+AulaStatus aula_room_set_track_muted(AulaRoom *room, const char *track_sid, bool muted);
+
+// Raises this client's hand (`INVALID_STATE` in the lobby).
+//
+// # Safety
+// `room` is NULL or a live handle.
+AulaStatus aula_room_raise_hand(AulaRoom *room);
+
+// Lowers this client's hand.
+//
+// # Safety
+// `room` is NULL or a live handle.
+AulaStatus aula_room_lower_hand(AulaRoom *room);
+
+// Accepts or declines the pending stage invitation (`INVALID_STATE` without one).
+//
+// # Safety
+// `room` is NULL or a live handle.
+AulaStatus aula_room_answer_stage_invitation(AulaRoom *room, bool accept);
+
+// Leaves the stage for the audience; the server ends this client's camera and microphone.
+//
+// # Safety
+// `room` is NULL or a live handle.
+AulaStatus aula_room_leave_stage(AulaRoom *room);
+
+// Sends a chat message `text` (at most 4096 bytes), privately to `to_participant_id` or, with
+// NULL, to everyone; `announcement` for a teacher's announcement. The message as the server
+// stored it (with its `seq`) goes to `*out_message` (NULL to discard); release it with
+// `aula_chat_message_free`.
+//
+// # Safety
+// `room` is NULL or a live handle; `text` and `to_participant_id` are NULL or
+// NUL-terminated; `out_message` is NULL or writable.
+AulaStatus aula_room_send_chat(AulaRoom *room,
+                               const char *text,
+                               const char *to_participant_id,
+                               bool announcement,
+                               AulaChatMessage **out_message);
+
+// Deletes the chat message `seq`: one's own, or any as a teacher.
+//
+// # Safety
+// `room` is NULL or a live handle.
+AulaStatus aula_room_delete_chat(AulaRoom *room, uint64_t seq);
+
+// Older chat messages: up to `limit` (0 for the server's default and most, 200) before
+// `before` (0 for the newest), oldest first, into `*out_messages` and `*out_count` (NULL and
+// 0 when there are none); `*out_more` (NULL to discard) says whether older ones remain.
+// Release the array with `aula_chat_messages_free(messages, count)`.
+//
+// # Safety
+// `room` is NULL or a live handle; `out_messages` and `out_count` are NULL or writable;
+// `out_more` is NULL or writable.
+AulaStatus aula_room_chat_history(AulaRoom *room,
+                                  uint64_t before,
+                                  uint32_t limit,
+                                  AulaChatMessage **out_messages,
+                                  size_t *out_count,
+                                  bool *out_more);
+
+// (Teachers) Lets `participant_id` in from the lobby (`INVALID_STATE` if it is not there).
+//
+// # Safety
+// `room` is NULL or a live handle; `participant_id` is NULL or NUL-terminated.
+AulaStatus aula_room_admit(AulaRoom *room, const char *participant_id);
+
+// (Teachers) Lets everyone in the lobby in.
+//
+// # Safety
+// `room` is NULL or a live handle.
+AulaStatus aula_room_admit_all(AulaRoom *room);
+
+// (Teachers) Refuses `participant_id` in the lobby, who is shown `reason` (NULL for none;
+// at most 256 bytes).
+//
+// # Safety
+// `room` is NULL or a live handle; `participant_id` and `reason` are NULL or
+// NUL-terminated.
+AulaStatus aula_room_deny(AulaRoom *room, const char *participant_id, const char *reason);
+
+// (Teachers) Invites `participant_id` from the audience to the stage; one with a raised hand
+// goes up at once (`STAGE_FULL`, `INVALID_STATE`).
+//
+// # Safety
+// `room` is NULL or a live handle; `participant_id` is NULL or NUL-terminated.
+AulaStatus aula_room_invite_to_stage(AulaRoom *room, const char *participant_id);
+
+// (Teachers) Moves `participant_id` from the stage to the audience.
+//
+// # Safety
+// `room` is NULL or a live handle; `participant_id` is NULL or NUL-terminated.
+AulaStatus aula_room_move_to_audience(AulaRoom *room, const char *participant_id);
+
+// (Teachers) Moves every student on stage to the audience.
+//
+// # Safety
+// `room` is NULL or a live handle.
+AulaStatus aula_room_clear_stage(AulaRoom *room);
+
+// (Teachers) Lowers `participant_id`'s raised hand.
+//
+// # Safety
+// `room` is NULL or a live handle; `participant_id` is NULL or NUL-terminated.
+AulaStatus aula_room_dismiss_hand(AulaRoom *room, const char *participant_id);
+
+// (Teachers) Mutes `participant_id`'s microphone (`AULA_MEDIA_KIND_AUDIO`) or camera.
+//
+// # Safety
+// `room` is NULL or a live handle; `participant_id` is NULL or NUL-terminated.
+AulaStatus aula_room_mute_participant(AulaRoom *room,
+                                      const char *participant_id,
+                                      AulaMediaKind kind);
+
+// (Teachers) Mutes every student's microphone or camera; `allow_unmute` (NULL to leave it)
+// sets whether they may unmute themselves.
+//
+// # Safety
+// `room` is NULL or a live handle; `allow_unmute` is NULL or readable.
+AulaStatus aula_room_mute_all(AulaRoom *room, AulaMediaKind kind, const bool *allow_unmute);
+
+// (Teachers) Ends `participant_id`'s screen share.
+//
+// # Safety
+// `room` is NULL or a live handle; `participant_id` is NULL or NUL-terminated.
+AulaStatus aula_room_stop_screen_share(AulaRoom *room, const char *participant_id);
+
+// (Teachers) Removes `participant_id` from the class, showing it `reason` (NULL for none; at
+// most 256 bytes); its identity cannot rejoin this class.
+//
+// # Safety
+// `room` is NULL or a live handle; `participant_id` and `reason` are NULL or
+// NUL-terminated.
+AulaStatus aula_room_remove_participant(AulaRoom *room,
+                                        const char *participant_id,
+                                        const char *reason);
+
+// (Teachers) Locks the room (no new participants: `ROOM_LOCKED`) or unlocks it.
+//
+// # Safety
+// `room` is NULL or a live handle.
+AulaStatus aula_room_lock_room(AulaRoom *room, bool locked);
+
+// (Teachers) Ends the class for everyone.
+//
+// # Safety
+// `room` is NULL or a live handle.
+AulaStatus aula_room_end_class(AulaRoom *room);
+
+// (Teachers) Makes `participant_id` co-teacher, or takes it back.
+//
+// # Safety
+// `room` is NULL or a live handle; `participant_id` is NULL or NUL-terminated.
+AulaStatus aula_room_set_co_teacher(AulaRoom *room, const char *participant_id, bool co_teacher);
+
+// (Teachers) Features `participant_id` for everyone, or with NULL nobody.
+//
+// # Safety
+// `room` is NULL or a live handle; `participant_id` is NULL or NUL-terminated.
+AulaStatus aula_room_spotlight(AulaRoom *room, const char *participant_id);
+
+// (Teachers) Changes the room's settings that `settings` points to (read during the call).
+//
+// # Safety
+// `room` is NULL or a live handle; `settings` is NULL or valid, each of its fields NULL or
+// pointing to a valid value.
+AulaStatus aula_room_update_room_settings(AulaRoom *room, const AulaRoomSettingsPatch *settings);
+
+// (Teachers) Changes what `participant_id` may do: the fields `permissions` points to (read
+// during the call).
+//
+// # Safety
+// `room` is NULL or a live handle; `participant_id` is NULL or NUL-terminated;
+// `permissions` is NULL or valid, each of its fields NULL or pointing to a valid value.
+AulaStatus aula_room_update_permissions(AulaRoom *room,
+                                        const char *participant_id,
+                                        const AulaPermissionsPatch *permissions);
+
+// Releases one chat message from `aula_room_send_chat`, with its strings. NULL is ignored.
+//
+// # Safety
+// `message` is NULL or a message from `aula_room_send_chat`, not used again afterwards.
+void aula_chat_message_free(AulaChatMessage *message);
+
+// Releases an array of chat messages from `aula_room_chat_history`, with every string in
+// it. NULL is ignored.
+//
+// # Safety
+// `messages` is NULL or an array from this library with the `count` it returned, not used
+// again afterwards.
+void aula_chat_messages_free(AulaChatMessage *messages, size_t count);
+
+// Releases a view from `aula_room_classroom`, with everything it points to. NULL is ignored.
+//
+// # Safety
+// `view` is NULL or a view from `aula_room_classroom`, not used again afterwards.
+void aula_classroom_view_free(AulaClassroomView *view);
+
 // Pushes one I420 frame: `len` = `width*height*3/2` bytes, Y then U then V, tightly packed,
 // with its capture time. The library copies it; the buffer may be reused on return.
 //
@@ -492,6 +1034,11 @@ AulaStatus aula_room_unpublish(AulaRoom *room, const char *track_sid);
 // # Safety
 // `room` is NULL or a live handle; `out_json` is NULL or writable.
 AulaStatus aula_room_stats_json(AulaRoom *room, char **out_json);
+
+// Why the server refused the last failed Aula call on this thread: a code other than
+// `AULA_ERROR_CODE_NONE` after a call returned `AULA_STATUS_REFUSED`, `AULA_ERROR_CODE_NONE`
+// after any other outcome. Valid until this thread's next Aula call.
+AulaErrorCode aula_last_error_code(void);
 
 // The message of the last failed Aula call on this thread, or NULL after a successful one.
 // Owned by the library: valid until this thread's next Aula call; do not free it.

@@ -1,13 +1,15 @@
 //! C programs use the C ABI, compiled with the system C compiler against `include/aula.h` and
-//! `libaula`, against an in-process server: a call (`tests/c/call.c`) and the whiteboard
-//! (`tests/c/board.c`). Under valgrind when it is installed, failing on memory errors and
+//! `libaula`, against an in-process server: a call (`tests/c/call.c`), the whiteboard
+//! (`tests/c/board.c`) and a class with a lobby, the stage, chat, a denial and a removal
+//! (`tests/c/classroom.c`). Under valgrind when it is installed, failing on memory errors and
 //! definite leaks.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, PoisonError};
 
 use aula_protocol::token::unix_now;
-use aula_protocol::{Claims, Role};
+use aula_protocol::{Claims, Role, RoomMode, RoomSettings};
 use aula_server::{Server, ServerConfig, DEV_API_KEY, DEV_API_SECRET};
 
 fn crate_dir() -> PathBuf {
@@ -29,6 +31,18 @@ fn token(identity: &str, role: Role) -> String {
     Claims::new(DEV_API_KEY, "c-room", identity, role, unix_now(), 600)
         .sign(DEV_API_SECRET)
         .expect("dev claims sign")
+}
+
+/// A token for a room that runs as a class with a lobby (the token's `classroom` claim
+/// configures the room it opens).
+fn class_token(identity: &str, role: Role) -> String {
+    let mut claims = Claims::new(DEV_API_KEY, "c-class", identity, role, unix_now(), 600);
+    claims.classroom = Some(RoomSettings {
+        mode: RoomMode::Class,
+        lobby: true,
+        ..RoomSettings::default()
+    });
+    claims.sign(DEV_API_SECRET).expect("dev claims sign")
 }
 
 /// Compiles tests/c/NAME.c into a temporary directory.
@@ -98,9 +112,19 @@ fn checked_command(program: &Path, valgrind: bool) -> Command {
     c
 }
 
+/// Held while a C program runs. Under valgrind each is slow (valgrind runs one thread at a
+/// time), and several at once on a small, busy machine miss the 10 s a request waits for the
+/// server's reply; one at a time, each keeps its pace.
+static ONE_PROGRAM_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 /// Runs `command`, printing its output; fails the test unless it succeeded and said "ok".
 fn assert_succeeds(mut command: Command) {
-    let output = command.output().expect("the C program runs");
+    let output = {
+        let _turn = ONE_PROGRAM_AT_A_TIME
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        command.output().expect("the C program runs")
+    };
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}");
@@ -181,6 +205,27 @@ fn a_c_program_draws_on_the_whiteboard_and_reads_it_back_from_the_other_side() {
         } else {
             "no-png"
         });
+    assert_succeeds(command);
+    runtime.block_on(server.shutdown());
+}
+
+#[test]
+fn a_c_program_runs_a_class_lobby_stage_chat_and_removal() {
+    let program = build_program("classroom");
+    let runtime = runtime();
+    let server = runtime
+        .block_on(Server::start(ServerConfig::dev(0, 0)))
+        .unwrap();
+    let valgrind = valgrind_available();
+    let mut command = checked_command(&program, valgrind);
+    command
+        .arg(server.ws_url())
+        .args([
+            class_token("teacher", Role::Teacher),
+            class_token("student", Role::Student),
+            class_token("latecomer", Role::Student),
+        ])
+        .arg(if valgrind { "120" } else { "20" });
     assert_succeeds(command);
     runtime.block_on(server.shutdown());
 }

@@ -96,6 +96,11 @@ pub struct Metrics {
     pub uplink_abandoned: Counter,
     /// FEC repair packets sent to subscribers.
     pub fec_repair_packets: Counter,
+    /// Tasks alive on the async runtime that renders the metrics (the server's own, in the
+    /// `aula-server` binary), read when the metrics are rendered.
+    pub runtime_alive_tasks: Gauge,
+    /// Worker threads of that runtime, read when the metrics are rendered.
+    pub runtime_workers: Gauge,
     /// Sessions closed because their signaling queue overflowed (the client did not read).
     pub slow_client_disconnects: Counter,
     /// Whiteboard frames not queued for a slow reader, by class (`presence`, `document`).
@@ -178,6 +183,8 @@ impl Default for Metrics {
             uplink_fec_recovered: Counter::default(),
             uplink_abandoned: Counter::default(),
             fec_repair_packets: Counter::default(),
+            runtime_alive_tasks: Gauge::default(),
+            runtime_workers: Gauge::default(),
             slow_client_disconnects: Counter::default(),
             whiteboard_shed: Family::default(),
             whiteboard_resyncs: Counter::default(),
@@ -271,6 +278,16 @@ impl Default for Metrics {
             "fec_repair_packets",
             "FEC repair packets sent to subscribers",
             metrics.fec_repair_packets.clone(),
+        );
+        registry.register(
+            "runtime_alive_tasks",
+            "Tasks alive on the server's async runtime (a count that keeps growing while the number of sessions does not is a leak)",
+            metrics.runtime_alive_tasks.clone(),
+        );
+        registry.register(
+            "runtime_workers",
+            "Worker threads of the server's async runtime",
+            metrics.runtime_workers.clone(),
         );
         registry.register(
             "slow_client_disconnects",
@@ -421,8 +438,23 @@ impl Metrics {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The text exposition of every metric.
+    /// Reads the calling async runtime's task and worker counts into their gauges (left as
+    /// they were outside a runtime).
+    fn sample_runtime(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let runtime = runtime.metrics();
+        self.runtime_alive_tasks
+            .set(i64::try_from(runtime.num_alive_tasks()).unwrap_or(i64::MAX));
+        self.runtime_workers
+            .set(i64::try_from(runtime.num_workers()).unwrap_or(i64::MAX));
+    }
+
+    /// The text exposition of every metric. Called on the server's runtime, it also reads that
+    /// runtime's task and worker counts.
     pub fn render(&self) -> String {
+        self.sample_runtime();
         let totals = self.tally().totals();
         let counters = [
             &self.uplink_holes,
@@ -458,5 +490,41 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn counts_the_runtime_tasks_alive_when_rendered() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let metrics = Metrics::default();
+        let alive = |text: &str| -> i64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix("aula_runtime_alive_tasks "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_else(|| panic!("no task gauge in {text}"))
+        };
+        runtime.block_on(async {
+            let before = alive(&metrics.render());
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let parked: Vec<_> = (0..10)
+                .map(|_| {
+                    let mut stopped = stopped.clone();
+                    tokio::spawn(async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    })
+                })
+                .collect();
+            let text = metrics.render();
+            assert_eq!(alive(&text), before + 10, "{text}");
+            assert!(text.contains("aula_runtime_workers 2"), "{text}");
+            stop.send(true).unwrap();
+            for task in parked {
+                task.await.unwrap();
+            }
+            assert_eq!(alive(&metrics.render()), before);
+        });
     }
 }

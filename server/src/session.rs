@@ -121,6 +121,15 @@ pub async fn run(socket: WebSocket, server: Arc<ServerState>) {
     .await;
 }
 
+/// The `id` of a client request, read without decoding the rest of the message.
+fn request_id_of(text: &str) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: Option<u64>,
+    }
+    serde_json::from_str::<Id>(text).ok()?.id
+}
+
 /// Longest a session waits for the client's close after telling it to leave.
 const CLOSE_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -371,8 +380,14 @@ impl Session {
             return None;
         }
         if !matches!(message, Message::Close(_)) && !self.rate.allow(Instant::now()) {
+            // The refusal names the request it drops, so that the client's call fails at once
+            // instead of waiting out its timeout.
+            let request_id = match &message {
+                Message::Text(text) => request_id_of(text.as_str()),
+                _ => None,
+            };
             self.outbox.send(ServerMessage::error(
-                None,
+                request_id,
                 ErrorCode::RateLimited,
                 "too many messages; this one was dropped",
             ));
@@ -693,5 +708,21 @@ fn candidate_init(candidate: IceCandidate) -> RTCIceCandidateInit {
         sdp_mline_index: candidate.sdp_mline_index,
         username_fragment: candidate.username_fragment,
         url: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_id_of;
+
+    #[test]
+    fn a_dropped_request_is_named_by_its_id_when_it_has_one() {
+        assert_eq!(
+            request_id_of(r#"{"type":"send_chat","id":42,"text":"hi"}"#),
+            Some(42)
+        );
+        assert_eq!(request_id_of(r#"{"type":"leave"}"#), None);
+        assert_eq!(request_id_of("not json"), None);
+        assert_eq!(request_id_of(r#"{"id":"seven"}"#), None);
     }
 }

@@ -449,3 +449,92 @@ async fn a_backend_runs_a_class_through_the_server_api() {
     assert_eq!(detail["class"], 2);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_student_flooding_chat_and_hands_is_held_back_and_the_class_goes_on() {
+    let _suite = support::shared().await;
+    let server = Server::start(ServerConfig::dev(0, 0))
+        .await
+        .expect("server");
+    let settings = class_settings(false);
+    let (teacher, _teacher_events) =
+        join_class(&server, "flood", "t1", Role::Teacher, &settings).await;
+    let (flooder, _flooder_events) =
+        join_class(&server, "flood", "noisy", Role::Student, &settings).await;
+    let (_listener, mut listener_events) =
+        join_class(&server, "flood", "quiet", Role::Student, &settings).await;
+
+    // The flood: 200 chat messages and 100 hand changes, all at once.
+    let flooder = std::sync::Arc::new(flooder);
+    let started = Instant::now();
+    let mut flood = tokio::task::JoinSet::new();
+    for n in 0..200 {
+        let flooder = std::sync::Arc::clone(&flooder);
+        flood.spawn(async move {
+            flooder
+                .send_chat(ChatDraft {
+                    text: format!("spam {n}"),
+                    ..ChatDraft::default()
+                })
+                .await
+                .map(drop)
+        });
+    }
+    for n in 0..100 {
+        let flooder = std::sync::Arc::clone(&flooder);
+        flood.spawn(async move {
+            if n % 2 == 0 {
+                flooder.raise_hand().await
+            } else {
+                flooder.lower_hand().await
+            }
+        });
+    }
+    // The teacher speaks in the middle of it.
+    let announcement = teacher
+        .send_chat(ChatDraft {
+            text: "page 12, everyone".into(),
+            announcement: true,
+            ..ChatDraft::default()
+        })
+        .await
+        .expect("the teacher's message is taken");
+    let (mut accepted, mut limited) = (0, 0);
+    while let Some(result) = flood.join_next().await {
+        match result.expect("a flood task") {
+            Ok(()) => accepted += 1,
+            Err(RoomError::Refused {
+                code: ErrorCode::RateLimited,
+                ..
+            }) => limited += 1,
+            Err(other) => panic!("a flood request failed otherwise: {other:?}"),
+        }
+    }
+    let flood_secs = started.elapsed().as_secs_f64();
+    // What passed is what the limits allow (bursts plus the rate over the flood's duration);
+    // every other request got a typed refusal.
+    let allowed = 10.0 + 4.0 + (5.0 + 2.0) * (flood_secs + 1.0);
+    assert!(
+        f64::from(accepted) <= allowed,
+        "{accepted} of 300 passed in {flood_secs:.2} s"
+    );
+    assert_eq!(accepted + limited, 300);
+
+    // The quiet student heard the teacher, and the flooder's accepted messages did not bury it.
+    let heard = next(&mut listener_events, "the teacher's message", |e| match e {
+        RoomEvent::ChatReceived(m) if m.seq == announcement.seq => Some(m),
+        _ => None,
+    })
+    .await;
+    assert_eq!(heard.text, "page 12, everyone");
+    // The flooder is still in the class, and may chat again once it slows down.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    flooder
+        .send_chat(ChatDraft {
+            text: "sorry".into(),
+            ..ChatDraft::default()
+        })
+        .await
+        .expect("a calm message passes");
+    server.shutdown().await;
+}

@@ -26,16 +26,19 @@ DEFAULT_GRANTS = {
 }
 
 
-def mint_token(room, identity, role, secret=DEV_SECRET, ttl_secs=600):
+def mint_token(room, identity, role, secret=DEV_SECRET, ttl_secs=600, classroom=None):
     """An access token as an application's backend mints it (docs/protocol.md, "Tokens"): a JWT
     signed with HS256 by the API secret, with the role's default grants. `role` is an
-    `aula.ParticipantRole` or its name. The SDK has no way to mint tokens: an app never holds
-    the secret."""
+    `aula.ParticipantRole` or its name; `classroom` (a dict, e.g. `{"mode": "class", "lobby":
+    True}`) configures the room the token opens (docs/protocol.md, "Classroom"). The SDK has no
+    way to mint tokens: an app never holds the secret."""
     role = getattr(role, "name", role).lower()
     now = int(time.time())
     header = {"alg": "HS256", "typ": "JWT", "kid": DEV_KEY}
     claims = {"iss": DEV_KEY, "sub": identity, "room": room, "role": role,
               "grants": DEFAULT_GRANTS[role], "iat": now, "exp": now + ttl_secs}
+    if classroom is not None:
+        claims["classroom"] = classroom
 
     def b64(data):
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()

@@ -192,7 +192,7 @@ pub struct AulaItem {
 }
 
 /// A string owned by a returned array, freed by the array's free function.
-fn owned(s: &str) -> *const c_char {
+pub(crate) fn owned(s: &str) -> *const c_char {
     c_string(s).into_raw()
 }
 
@@ -200,7 +200,7 @@ fn owned(s: &str) -> *const c_char {
 ///
 /// # Safety
 /// `s` is NULL or came from [`owned`] and is released once.
-unsafe fn release(s: *const c_char) {
+pub(crate) unsafe fn release(s: *const c_char) {
     if !s.is_null() {
         // SAFETY: made by `CString::into_raw` in `owned`, released once per the contract.
         drop(unsafe { CString::from_raw(s.cast_mut()) });

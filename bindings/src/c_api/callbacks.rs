@@ -6,8 +6,11 @@ use std::sync::{Arc, Mutex};
 use aula_core::media::{AudioFrame, FrameStamp, VideoFrame};
 use aula_protocol::{ParticipantId, TrackSid};
 
+use super::classroom_types::{
+    AulaChatMessage, AulaClassroomState, AulaLeaveReason, AulaPermissions, AulaPlacement,
+};
 use super::strings::{frame_sizes, video_frame};
-use crate::uniffi_api::{AulaError, ConnectionStatus, RoomListener, RoomUpdate};
+use crate::uniffi_api::{AulaError, ConnectionStatus, Participant, RoomListener, RoomUpdate};
 
 /// What happened, in an [`AulaEvent`].
 #[repr(C)]
@@ -31,11 +34,38 @@ pub enum AulaEventKind {
     Reconnecting = 7,
     /// The room rejoined.
     Reconnected = 8,
-    /// The room is closed for this client; `reason` says why.
+    /// The room is closed for this client; `reason` says why in words, `cause` as a value,
+    /// and `message` is what a teacher said when denying or removing it (or NULL).
     Disconnected = 9,
+    /// A teacher let this client in from the lobby: its participants and chat are known now.
+    /// `PERMISSIONS_CHANGED` follows.
+    Admitted = 10,
+    /// `participant_id` (this client's too) changed `placement`, `hand_raised` or
+    /// `co_teacher`.
+    ParticipantUpdated = 11,
+    /// The room's classroom state changed: `classroom`.
+    ClassroomChanged = 12,
+    /// What this client may do changed: `permissions`.
+    PermissionsChanged = 13,
+    /// The teacher `participant_id` invites this client to the stage; answer with
+    /// `aula_room_answer_stage_invitation`.
+    StageInvitation = 14,
+    /// (Teachers) the student `participant_id` answered a stage invitation: `accepted`.
+    StageInvitationAnswered = 15,
+    /// A chat message arrived (not this client's own): `chat`.
+    ChatReceived = 16,
+    /// The chat message `seq` was deleted.
+    ChatDeleted = 17,
+    /// The server ended this client's track `track_sid` (it left the stage, or a teacher
+    /// stopped its screen share); its encoder has stopped.
+    LocalTrackEnded = 18,
+    /// `participant_id` (this client, when a teacher muted it) muted or unmuted `track_sid`:
+    /// `muted`, `by_moderator`.
+    TrackMuted = 19,
 }
 
-/// A room event. Every string may be NULL and is valid only during the callback.
+/// A room event. Everything it points to belongs to the library and is valid only during the
+/// callback: copy what you keep. Fields that do not apply to the kind are 0, false or NULL.
 #[repr(C)]
 #[derive(Debug)]
 pub struct AulaEvent {
@@ -43,12 +73,36 @@ pub struct AulaEvent {
     pub kind: AulaEventKind,
     /// The participant concerned.
     pub participant_id: *const c_char,
-    /// Its identity (joins).
+    /// Its identity (joins, updates).
     pub identity: *const c_char,
     /// The track concerned.
     pub track_sid: *const c_char,
     /// Why, in words.
     pub reason: *const c_char,
+    /// PARTICIPANT_JOINED, PARTICIPANT_UPDATED: where the participant is.
+    pub placement: AulaPlacement,
+    /// PARTICIPANT_JOINED, PARTICIPANT_UPDATED: whether it has a hand raised.
+    pub hand_raised: bool,
+    /// PARTICIPANT_JOINED, PARTICIPANT_UPDATED: whether it is co-teacher.
+    pub co_teacher: bool,
+    /// CLASSROOM_CHANGED: the room's classroom state now.
+    pub classroom: *const AulaClassroomState,
+    /// PERMISSIONS_CHANGED: what this client may do now.
+    pub permissions: *const AulaPermissions,
+    /// CHAT_RECEIVED: the message.
+    pub chat: *const AulaChatMessage,
+    /// CHAT_DELETED: the deleted message's sequence number.
+    pub seq: u64,
+    /// STAGE_INVITATION_ANSWERED: whether the student went on stage.
+    pub accepted: bool,
+    /// TRACK_MUTED: whether the track is muted now.
+    pub muted: bool,
+    /// TRACK_MUTED: whether a teacher muted it.
+    pub by_moderator: bool,
+    /// PARTICIPANT_LEFT, DISCONNECTED: why.
+    pub cause: AulaLeaveReason,
+    /// DISCONNECTED: what a teacher said when denying or removing this client, or NULL.
+    pub message: *const c_char,
 }
 
 /// Receives room events, in order, on the room's event thread.
@@ -243,86 +297,193 @@ impl aula_core::AudioSink for AudioCallbackSink {
     }
 }
 
+/// The parts of an [`AulaEvent`] the library owns while the callback runs.
+#[derive(Default)]
+struct EventParts {
+    participant_id: Option<String>,
+    identity: Option<String>,
+    track_sid: Option<String>,
+    reason: Option<String>,
+    placement: Option<AulaPlacement>,
+    hand_raised: bool,
+    co_teacher: bool,
+    classroom: Option<AulaClassroomState>,
+    permissions: Option<AulaPermissions>,
+    chat: Option<AulaChatMessage>,
+    seq: u64,
+    accepted: bool,
+    muted: bool,
+    by_moderator: bool,
+    cause: Option<AulaLeaveReason>,
+    message: Option<String>,
+}
+
+impl Drop for EventParts {
+    fn drop(&mut self) {
+        // SAFETY: both were made by their `owned` constructors for this event, released once.
+        unsafe {
+            if let Some(classroom) = &self.classroom {
+                classroom.release();
+            }
+            if let Some(chat) = &self.chat {
+                chat.release();
+            }
+        }
+    }
+}
+
+impl EventParts {
+    /// The kind and parts of `update`; `None` for updates C does not receive (connecting).
+    fn of(update: RoomUpdate) -> Option<(AulaEventKind, Self)> {
+        let mut p = EventParts::default();
+        let kind = match update {
+            RoomUpdate::ParticipantJoined { participant } => {
+                p.participant(participant);
+                AulaEventKind::ParticipantJoined
+            }
+            RoomUpdate::ParticipantLeft {
+                participant_id,
+                reason,
+                cause,
+            } => {
+                p.participant_id = Some(participant_id);
+                p.reason = Some(reason);
+                p.cause = Some(cause.into());
+                AulaEventKind::ParticipantLeft
+            }
+            RoomUpdate::TrackPublished {
+                participant_id,
+                track,
+            } => {
+                p.participant_id = Some(participant_id);
+                p.track_sid = Some(track.sid);
+                AulaEventKind::TrackPublished
+            }
+            RoomUpdate::TrackUnpublished {
+                participant_id,
+                track_sid,
+            } => {
+                p.participant_id = Some(participant_id);
+                p.track_sid = Some(track_sid);
+                AulaEventKind::TrackUnpublished
+            }
+            RoomUpdate::TrackSubscribed {
+                participant_id,
+                track_sid,
+            } => {
+                p.participant_id = Some(participant_id);
+                p.track_sid = Some(track_sid);
+                AulaEventKind::TrackSubscribed
+            }
+            RoomUpdate::ConnectionChanged { status } => match status {
+                ConnectionStatus::Connected => AulaEventKind::Connected,
+                ConnectionStatus::Connecting => return None,
+                ConnectionStatus::Interrupted => {
+                    p.reason = Some("interrupted".to_owned());
+                    AulaEventKind::ConnectionLost
+                }
+                ConnectionStatus::Failed => {
+                    p.reason = Some("failed".to_owned());
+                    AulaEventKind::ConnectionLost
+                }
+            },
+            RoomUpdate::Reconnecting { reason } => {
+                p.reason = Some(reason);
+                AulaEventKind::Reconnecting
+            }
+            RoomUpdate::Reconnected { .. } => AulaEventKind::Reconnected,
+            RoomUpdate::Disconnected {
+                reason,
+                cause,
+                message,
+                ..
+            } => {
+                p.reason = Some(reason);
+                p.cause = Some(cause.into());
+                p.message = message;
+                AulaEventKind::Disconnected
+            }
+            RoomUpdate::TrackMuted {
+                participant_id,
+                track_sid,
+                muted,
+                by_moderator,
+            } => {
+                p.participant_id = Some(participant_id);
+                p.track_sid = Some(track_sid);
+                p.muted = muted;
+                p.by_moderator = by_moderator;
+                AulaEventKind::TrackMuted
+            }
+            RoomUpdate::Admitted => AulaEventKind::Admitted,
+            RoomUpdate::ParticipantUpdated { participant } => {
+                p.participant(participant);
+                AulaEventKind::ParticipantUpdated
+            }
+            RoomUpdate::ClassroomChanged { classroom } => {
+                p.classroom = Some(AulaClassroomState::owned(&classroom));
+                AulaEventKind::ClassroomChanged
+            }
+            RoomUpdate::PermissionsChanged { permissions } => {
+                p.permissions = Some(AulaPermissions::from(&permissions));
+                AulaEventKind::PermissionsChanged
+            }
+            RoomUpdate::StageInvitation {
+                from_participant_id,
+            } => {
+                p.participant_id = Some(from_participant_id);
+                AulaEventKind::StageInvitation
+            }
+            RoomUpdate::StageInvitationAnswered {
+                participant_id,
+                accepted,
+            } => {
+                p.participant_id = Some(participant_id);
+                p.accepted = accepted;
+                AulaEventKind::StageInvitationAnswered
+            }
+            RoomUpdate::ChatReceived { message } => {
+                p.chat = Some(AulaChatMessage::owned(&message));
+                AulaEventKind::ChatReceived
+            }
+            RoomUpdate::ChatDeleted { seq } => {
+                p.seq = seq;
+                AulaEventKind::ChatDeleted
+            }
+            RoomUpdate::LocalTrackEnded { track_sid } => {
+                p.track_sid = Some(track_sid);
+                AulaEventKind::LocalTrackEnded
+            }
+        };
+        Some((kind, p))
+    }
+
+    /// Fills in a participant's fields.
+    fn participant(&mut self, participant: Participant) {
+        self.participant_id = Some(participant.id);
+        self.identity = Some(participant.identity);
+        self.placement = Some(participant.placement.into());
+        self.hand_raised = participant.hand_raised;
+        self.co_teacher = participant.co_teacher;
+    }
+}
+
 /// Delivers room events to a C callback.
 pub(crate) struct EventCallbackListener(pub Arc<CallbackSlot<EventFn>>);
 
 impl RoomListener for EventCallbackListener {
     fn on_update(&self, update: RoomUpdate) {
-        let (kind, participant, identity, track, reason) = match update {
-            RoomUpdate::ParticipantJoined { participant } => (
-                AulaEventKind::ParticipantJoined,
-                Some(participant.id),
-                Some(participant.identity),
-                None,
-                None,
-            ),
-            RoomUpdate::ParticipantLeft {
-                participant_id,
-                reason,
-            } => (
-                AulaEventKind::ParticipantLeft,
-                Some(participant_id),
-                None,
-                None,
-                Some(reason),
-            ),
-            RoomUpdate::TrackPublished {
-                participant_id,
-                track,
-            } => (
-                AulaEventKind::TrackPublished,
-                Some(participant_id),
-                None,
-                Some(track.sid),
-                None,
-            ),
-            RoomUpdate::TrackUnpublished {
-                participant_id,
-                track_sid,
-            } => (
-                AulaEventKind::TrackUnpublished,
-                Some(participant_id),
-                None,
-                Some(track_sid),
-                None,
-            ),
-            RoomUpdate::TrackSubscribed {
-                participant_id,
-                track_sid,
-            } => (
-                AulaEventKind::TrackSubscribed,
-                Some(participant_id),
-                None,
-                Some(track_sid),
-                None,
-            ),
-            RoomUpdate::ConnectionChanged { status } => match status {
-                ConnectionStatus::Connected => (AulaEventKind::Connected, None, None, None, None),
-                ConnectionStatus::Connecting => return,
-                ConnectionStatus::Interrupted => (
-                    AulaEventKind::ConnectionLost,
-                    None,
-                    None,
-                    None,
-                    Some("interrupted".to_owned()),
-                ),
-                ConnectionStatus::Failed => (
-                    AulaEventKind::ConnectionLost,
-                    None,
-                    None,
-                    None,
-                    Some("failed".to_owned()),
-                ),
-            },
-            RoomUpdate::Reconnecting { reason } => {
-                (AulaEventKind::Reconnecting, None, None, None, Some(reason))
-            }
-            RoomUpdate::Reconnected { .. } => (AulaEventKind::Reconnected, None, None, None, None),
-            RoomUpdate::Disconnected { reason, .. } => {
-                (AulaEventKind::Disconnected, None, None, None, Some(reason))
-            }
+        let Some((kind, parts)) = EventParts::of(update) else {
+            return;
         };
-        let owned = [participant, identity, track, reason].map(|s| s.map(|s| c_string(&s)));
+        let owned = [
+            &parts.participant_id,
+            &parts.identity,
+            &parts.track_sid,
+            &parts.reason,
+            &parts.message,
+        ]
+        .map(|s| s.as_deref().map(c_string));
         let ptr = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
         let event = AulaEvent {
             kind,
@@ -330,9 +491,31 @@ impl RoomListener for EventCallbackListener {
             identity: ptr(&owned[1]),
             track_sid: ptr(&owned[2]),
             reason: ptr(&owned[3]),
+            placement: parts.placement.unwrap_or(AulaPlacement::Lobby),
+            hand_raised: parts.hand_raised,
+            co_teacher: parts.co_teacher,
+            classroom: parts
+                .classroom
+                .as_ref()
+                .map_or(std::ptr::null(), |c| c as *const _),
+            permissions: parts
+                .permissions
+                .as_ref()
+                .map_or(std::ptr::null(), |p| p as *const _),
+            chat: parts
+                .chat
+                .as_ref()
+                .map_or(std::ptr::null(), |c| c as *const _),
+            seq: parts.seq,
+            accepted: parts.accepted,
+            muted: parts.muted,
+            by_moderator: parts.by_moderator,
+            cause: parts.cause.unwrap_or(AulaLeaveReason::Unknown),
+            message: ptr(&owned[4]),
         };
         self.0.with(|callback, user_data| {
-            // SAFETY: registered by the application; the event and its strings live for the call.
+            // SAFETY: registered by the application; the event and everything it points to
+            // live until the call returns (`parts` and `owned` outlive it).
             unsafe { callback(user_data, &event) }
         });
     }

@@ -12,6 +12,8 @@
 
 mod board_records;
 mod bytes;
+mod classroom;
+mod classroom_records;
 mod error;
 mod listeners;
 mod logging;
@@ -32,7 +34,12 @@ pub use board_records::{
     Item, ItemKind, ItemRef, Laser, LaserPointer, NewItem, Point, WhiteboardEvent,
 };
 pub use bytes::Bytes;
-pub use error::AulaError;
+pub use classroom_records::{
+    ChatDraft, ChatKind, ChatMessage, ChatPage, ChatPolicy, ClassroomState, ClassroomView,
+    LeaveReason, Permissions, PermissionsPatch, Placement, RoomMode, RoomSettings,
+    RoomSettingsPatch,
+};
+pub use error::{AulaError, ErrorCode};
 pub use listeners::{AudioFrameSink, RoomListener, Subscription, VideoFrameSink};
 pub use logging::{set_log_level, set_log_sink, LogLevel, LogSink};
 pub use media::{read_stamp_i420, stamped_i420_frame};

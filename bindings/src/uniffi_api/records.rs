@@ -5,6 +5,7 @@ use aula_core::{DisconnectReason, PublishedStats, ReceivedStats, RoomEvent};
 use aula_protocol::{MediaKind, ParticipantInfo, Role, TrackInfo, TrackSource};
 
 use super::bytes::Bytes;
+use super::classroom_records::{ChatMessage, ClassroomState, LeaveReason, Permissions, Placement};
 
 /// Audio or video.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, uniffi::Enum)]
@@ -58,6 +59,14 @@ impl TrackOrigin {
             TrackOrigin::Camera => Some(TrackSource::Camera),
             TrackOrigin::ScreenShare => Some(TrackSource::ScreenShare),
             TrackOrigin::Microphone | TrackOrigin::Unknown => None,
+        }
+    }
+
+    /// The core's source for this origin (`None` for `Unknown`).
+    pub(crate) fn track_source(self) -> Option<TrackSource> {
+        match self {
+            TrackOrigin::Microphone => Some(TrackSource::Microphone),
+            other => other.video_source(),
         }
     }
 }
@@ -128,6 +137,12 @@ pub struct Participant {
     pub role: ParticipantRole,
     /// Tracks they publish.
     pub tracks: Vec<Track>,
+    /// Where they are: lobby (only teachers see lobby participants), audience or stage.
+    pub placement: Placement,
+    /// Whether they have a hand raised.
+    pub hand_raised: bool,
+    /// Whether a teacher made them co-teacher (they run the class with the teachers).
+    pub co_teacher: bool,
 }
 
 impl From<ParticipantInfo> for Participant {
@@ -138,6 +153,9 @@ impl From<ParticipantInfo> for Participant {
             name: info.name,
             role: info.role.into(),
             tracks: info.tracks.into_iter().map(Track::from).collect(),
+            placement: info.placement.into(),
+            hand_raised: info.hand_raised,
+            co_teacher: info.co_teacher,
         }
     }
 }
@@ -180,6 +198,8 @@ pub enum RoomUpdate {
         participant_id: String,
         /// Why, in words.
         reason: String,
+        /// Why.
+        cause: LeaveReason,
     },
     /// Someone published a track.
     TrackPublished {
@@ -223,6 +243,74 @@ pub enum RoomUpdate {
         reason: String,
         /// Whether the app asked for it (`disconnect`).
         client_request: bool,
+        /// Why: `Removed`, `Denied` and `ClassEnded` come from a teacher.
+        cause: LeaveReason,
+        /// What the teacher said when denying or removing this client, if anything.
+        message: Option<String>,
+    },
+    /// Someone muted or unmuted a track (its media keeps flowing: black video, silence). A
+    /// teacher may mute this client's own tracks: then `participant_id` is this client's,
+    /// and the track is muted here already; unmuting it is refused unless
+    /// `Permissions.unmute`.
+    TrackMuted {
+        /// The publisher's participant id.
+        participant_id: String,
+        /// The track id.
+        track_sid: String,
+        /// Whether it is muted now.
+        muted: bool,
+        /// Whether a teacher muted it.
+        by_moderator: bool,
+    },
+    /// A teacher let this client in from the lobby: the participants, their tracks and the
+    /// chat are known now (`remote_participants()`, `classroom()`). `PermissionsChanged`
+    /// follows.
+    Admitted,
+    /// A participant's placement, raised hand or co-teacher flag changed (this client's own
+    /// too).
+    ParticipantUpdated {
+        /// The participant as it is now.
+        participant: Participant,
+    },
+    /// The room's classroom state changed (settings, lock, spotlight, hands, teacher present,
+    /// stage count).
+    ClassroomChanged {
+        /// The state now.
+        classroom: ClassroomState,
+    },
+    /// What this client may do changed (it was admitted, went on or off stage, a teacher
+    /// changed it).
+    PermissionsChanged {
+        /// What it may do now.
+        permissions: Permissions,
+    },
+    /// A teacher invites this client to the stage: answer with `answer_stage_invitation`.
+    StageInvitation {
+        /// The inviting teacher's participant id.
+        from_participant_id: String,
+    },
+    /// (Teachers) A student answered a stage invitation.
+    StageInvitationAnswered {
+        /// The student's participant id.
+        participant_id: String,
+        /// Whether it went on stage.
+        accepted: bool,
+    },
+    /// A chat message arrived (not this client's own, which `send_chat` returns).
+    ChatReceived {
+        /// The message.
+        message: ChatMessage,
+    },
+    /// A chat message was deleted.
+    ChatDeleted {
+        /// Its sequence number.
+        seq: u64,
+    },
+    /// The server ended one of this client's tracks: it left the stage, or a teacher stopped
+    /// its screen share. Its encoder has stopped; publish again once permitted.
+    LocalTrackEnded {
+        /// The track id.
+        track_sid: String,
     },
 }
 
@@ -239,6 +327,7 @@ impl RoomUpdate {
             } => RoomUpdate::ParticipantLeft {
                 participant_id: participant_id.as_str().to_owned(),
                 reason: format!("{reason:?}"),
+                cause: reason.into(),
             },
             RoomEvent::TrackPublished {
                 participant_id,
@@ -270,10 +359,51 @@ impl RoomUpdate {
             RoomEvent::Reconnected { after } => RoomUpdate::Reconnected {
                 after_ms: u64::try_from(after.as_millis()).unwrap_or(u64::MAX),
             },
-            RoomEvent::Disconnected { reason, .. } => RoomUpdate::Disconnected {
+            RoomEvent::Disconnected { reason, message } => RoomUpdate::Disconnected {
                 client_request: matches!(reason, DisconnectReason::ClientRequest),
                 reason: reason.to_string(),
+                cause: reason.into(),
+                message,
             },
+            RoomEvent::TrackMuted {
+                participant_id,
+                track_sid,
+                muted,
+                by_moderator,
+            } => RoomUpdate::TrackMuted {
+                participant_id: participant_id.0,
+                track_sid: track_sid.0,
+                muted,
+                by_moderator,
+            },
+            RoomEvent::Admitted => RoomUpdate::Admitted,
+            RoomEvent::ParticipantUpdated(info) => RoomUpdate::ParticipantUpdated {
+                participant: info.into(),
+            },
+            RoomEvent::ClassroomChanged(classroom) => RoomUpdate::ClassroomChanged {
+                classroom: classroom.into(),
+            },
+            RoomEvent::PermissionsChanged(permissions) => RoomUpdate::PermissionsChanged {
+                permissions: permissions.into(),
+            },
+            RoomEvent::StageInvitation { from } => RoomUpdate::StageInvitation {
+                from_participant_id: from.0,
+            },
+            RoomEvent::StageInvitationAnswered {
+                participant_id,
+                accepted,
+            } => RoomUpdate::StageInvitationAnswered {
+                participant_id: participant_id.0,
+                accepted,
+            },
+            RoomEvent::ChatReceived(message) => RoomUpdate::ChatReceived {
+                message: message.into(),
+            },
+            RoomEvent::ChatDeleted { seq } => RoomUpdate::ChatDeleted { seq },
+            RoomEvent::LocalTrackEnded { track_sid } => RoomUpdate::LocalTrackEnded {
+                track_sid: track_sid.0,
+            },
+            // Events a newer core adds reach the bindings once they are mapped here.
             _ => return None,
         })
     }

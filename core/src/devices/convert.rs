@@ -371,7 +371,7 @@ fn i420_into(
 
 /// Decodes one MJPEG frame (a JPEG picture, baseline or with the default MJPEG Huffman tables)
 /// into I420, going through YCbCr only.
-#[cfg(feature = "camera")]
+#[cfg(feature = "mjpeg")]
 pub fn mjpeg_to_i420(
     jpeg: &[u8],
     width: u32,
@@ -413,8 +413,8 @@ pub fn mjpeg_to_i420(
     Ok(frame)
 }
 
-/// Decoding MJPEG needs the `camera` feature's JPEG decoder.
-#[cfg(not(feature = "camera"))]
+/// Decoding MJPEG needs the `mjpeg` feature's JPEG decoder (part of `camera`).
+#[cfg(not(feature = "mjpeg"))]
 pub fn mjpeg_to_i420(
     _jpeg: &[u8],
     _width: u32,
@@ -422,12 +422,12 @@ pub fn mjpeg_to_i420(
     _timestamp_us: u64,
 ) -> Result<VideoFrame, MediaError> {
     Err(MediaError::InvalidConfig(
-        "MJPEG decoding needs aula-core's `camera` feature".into(),
+        "MJPEG decoding needs aula-core's `mjpeg` feature".into(),
     ))
 }
 
 /// Interleaved full-range YCbCr 4:4:4 (`src_w` pixels a row) into video-range I420.
-#[cfg_attr(not(feature = "camera"), allow(dead_code))]
+#[cfg_attr(not(feature = "mjpeg"), allow(dead_code))]
 fn ycbcr444_into(src: &[u8], src_w: usize, frame: &mut VideoFrame) -> Result<(), MediaError> {
     let w = frame.width as usize;
     let h = frame.height as usize;
@@ -557,7 +557,7 @@ mod tests {
 
     /// A JPEG of flat colour blocks (as a camera's MJPEG stream carries) decodes to the same
     /// I420 the raw RGB converts to, within coding error.
-    #[cfg(feature = "camera")]
+    #[cfg(feature = "mjpeg")]
     #[test]
     fn mjpeg_frames_decode_to_the_colours_they_show() {
         let (w, h) = (64u16, 32u16);

@@ -704,26 +704,31 @@ impl Room {
     /// announced: what to push while muted is the app's choice.
     pub async fn set_track_muted(&self, sid: &TrackSid, muted: bool) -> Result<(), RoomError> {
         self.inner.ensure_open()?;
-        {
+        let was_muted = {
             let mut publications = lock(&self.inner.publications);
             let publication = publications
                 .iter_mut()
                 .find(|p| &p.info.sid == sid)
                 .ok_or_else(|| RoomError::InvalidArgument(format!("no local track {sid}")))?;
-            publication.info.muted = muted;
-        }
-        if let Some(flag) = lock(&self.inner.mutes).get(sid) {
-            flag.store(muted, Ordering::Release);
-        }
+            std::mem::replace(&mut publication.info.muted, muted)
+        };
+        self.inner.set_local_muted(sid, muted);
         let id = self.inner.signal().next_id();
-        self.inner
+        let outcome = self
+            .inner
             .signal()
             .request(ClientMessage::SetTrackMuted {
                 id,
                 sid: sid.clone(),
                 muted,
             })
-            .await?;
+            .await;
+        if let Err(err) = outcome {
+            // Refused (a teacher's mute this client may not undo) or unanswered: the track
+            // stays as it was, here as on the server.
+            self.inner.set_local_muted(sid, was_muted);
+            return Err(err.into());
+        }
         Ok(())
     }
 

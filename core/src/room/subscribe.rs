@@ -6,16 +6,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use aula_protocol::{MediaKind, ParticipantId, TrackSid, TrackSource};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
-use rtc::rtp::codec::h264::H264Packet;
-use rtc::rtp::packetizer::Depacketizer;
 use tokio::sync::mpsc;
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
 
 use crate::clock::{micros_since_stamp, unix_micros};
 use crate::media::{read_stamp, AudioFrame, H264Decoder, OpusDecoder, VideoFrame};
-use crate::rtp::{AssemblerCounts, FrameAssembler, MediaPacket};
+use crate::rtp::{depacketize_h264, AssemblerCounts, FrameAssembler, MediaPacket};
 use crate::stats::{FreezeDetector, Percentiles, ReceivedStats};
 
 use super::sinks::Sinks;
@@ -444,17 +442,4 @@ async fn request_keyframe(remote: &Arc<dyn TrackRemote>, media_ssrc: u32) {
             tracing::debug!(error = %err, "keyframe request not sent");
         }
     }
-}
-
-/// Joins a frame's RTP payloads into one Annex-B access unit.
-pub(crate) fn depacketize_h264(payloads: &[Bytes]) -> Option<Bytes> {
-    let mut depacketizer = H264Packet::default();
-    let mut access_unit = BytesMut::new();
-    for payload in payloads {
-        match depacketizer.depacketize(payload) {
-            Ok(nalus) => access_unit.extend_from_slice(&nalus),
-            Err(_) => return None,
-        }
-    }
-    (!access_unit.is_empty()).then(|| access_unit.freeze())
 }

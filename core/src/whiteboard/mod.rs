@@ -14,11 +14,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use aula_protocol::whiteboard::awareness::{self, AwarenessEntry, Laser, Presence};
-use aula_protocol::whiteboard::{svg, Board, Frame, Item, NewItem, Point, DEFAULT_PAGE};
+use aula_protocol::whiteboard::{
+    decode_update, svg, Board, Frame, Item, NewItem, Point, DEFAULT_PAGE,
+};
 use tokio::sync::mpsc;
 use yrs::undo::Options as UndoOptions;
-use yrs::updates::decoder::Decode;
-use yrs::{Doc, Origin, ReadTxn, StateVector, Transact, UndoManager, Update};
+use yrs::{Doc, Origin, ReadTxn, StateVector, Transact, UndoManager};
 
 /// Origin of local edits (the undo manager tracks only these).
 const LOCAL: &str = "aula-local";
@@ -283,7 +284,7 @@ impl Whiteboard {
                 st.send_edit(diff);
             }
             Frame::SyncStep2(update) | Frame::Update(update) => {
-                let Ok(update) = Update::decode_v1(&update) else {
+                let Ok(update) = decode_update(&update) else {
                     return;
                 };
                 let applied = st

@@ -111,8 +111,10 @@ pub fn encode(entries: &[AwarenessEntry]) -> Vec<u8> {
     AwarenessUpdate { clients }.encode_v1()
 }
 
-/// Decodes a y-protocols awareness update.
+/// Decodes a y-protocols awareness update, refusing one that declares more entries than it has
+/// bytes (see [`super::declared`]).
 pub fn decode(bytes: &[u8]) -> Result<Vec<AwarenessEntry>, String> {
+    super::declared::check_awareness(bytes)?;
     let update = AwarenessUpdate::decode_v1(bytes).map_err(|e| e.to_string())?;
     Ok(update
         .clients
@@ -138,6 +140,8 @@ mod tests {
         }];
         assert_eq!(decode(&encode(&entries)).expect("decodes"), entries);
         assert!(decode(&[5, 1]).is_err());
+        // Found by the `whiteboard_client` fuzz target: a count of 2^46 entries in 7 bytes.
+        assert!(decode(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10]).is_err());
     }
 
     #[test]

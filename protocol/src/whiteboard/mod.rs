@@ -5,6 +5,7 @@
 //! sync messages, so any Yjs client can join; see `docs/protocol.md`.
 
 pub mod awareness;
+mod declared;
 pub mod model;
 pub mod svg;
 pub mod validate;
@@ -12,7 +13,7 @@ pub mod wire;
 
 pub use model::{Board, Item, ItemKind, NewItem, Point};
 pub use validate::{Editor, Refusal, Scratch};
-pub use wire::Frame;
+pub use wire::{decode_update, Frame};
 
 /// The page every board starts with.
 pub const DEFAULT_PAGE: &str = "1";

@@ -11,11 +11,11 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 
 use yrs::types::{EntryChange, Event, PathSegment};
-use yrs::updates::decoder::Decode;
 use yrs::DeepObservable;
-use yrs::{Doc, Map, Out, ReadTxn, StateVector, Transact, Update};
+use yrs::{Doc, Map, Out, ReadTxn, StateVector, Transact};
 
 use super::model::{self, Board, ITEMS, LOCKED, META, PAGES};
+use super::wire::decode_update;
 use super::WhiteboardLimits;
 
 /// Who sends an update and what the token allows.
@@ -111,7 +111,7 @@ impl Scratch {
                     .push(Touch::Meta);
             });
         if !state.is_empty() {
-            let update = Update::decode_v1(state).map_err(|e| Refusal::Invalid(e.to_string()))?;
+            let update = decode_update(state).map_err(|e| Refusal::Invalid(e.to_string()))?;
             board
                 .doc()
                 .transact_mut()
@@ -146,7 +146,7 @@ impl Scratch {
                 limits.max_update_bytes
             )));
         }
-        let decoded = Update::decode_v1(update).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        let decoded = decode_update(update).map_err(|e| Refusal::Invalid(e.to_string()))?;
         let doc = self.board.doc().clone();
         let (locked_before, board_locked_before, sv_before) = {
             let txn = doc.transact();
@@ -421,7 +421,8 @@ mod tests {
     use super::*;
     use crate::whiteboard::model::{NewItem, Point};
     use crate::whiteboard::DEFAULT_PAGE;
-    use yrs::{Doc, Map, StateVector, Transact};
+    use yrs::updates::decoder::Decode;
+    use yrs::{Doc, Map, StateVector, Transact, Update};
 
     fn editor(identity: &str, can_write: bool, is_admin: bool) -> Editor {
         Editor {

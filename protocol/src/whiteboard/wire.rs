@@ -13,10 +13,13 @@
 
 use yrs::encoding::read::{Cursor, Read};
 use yrs::encoding::write::Write;
+use yrs::sync::protocol::{MSG_SYNC_STEP_1, MSG_SYNC_STEP_2, MSG_SYNC_UPDATE};
 use yrs::sync::{Message, SyncMessage};
-use yrs::updates::decoder::{Decode, DecoderV1};
+use yrs::updates::decoder::{Decode, Decoder, DecoderV1};
 use yrs::updates::encoder::{Encode, Encoder, EncoderV1};
-use yrs::StateVector;
+use yrs::{StateVector, Update};
+
+use super::declared;
 
 /// Message type of an Aula acknowledgement.
 pub const MSG_ACK: u8 = 100;
@@ -92,11 +95,16 @@ impl Frame {
         let mut dec = DecoderV1::new(Cursor::new(bytes));
         let tag: u8 = dec.read_var().map_err(err)?;
         let frame = match tag {
-            yrs::sync::protocol::MSG_SYNC => match SyncMessage::decode(&mut dec).map_err(err)? {
-                SyncMessage::SyncStep1(sv) => Frame::SyncStep1(sv),
-                SyncMessage::SyncStep2(u) => Frame::SyncStep2(u),
-                SyncMessage::Update(u) => Frame::Update(u),
-            },
+            yrs::sync::protocol::MSG_SYNC => {
+                let step: u8 = dec.read_var().map_err(err)?;
+                let payload = dec.read_buf().map_err(err)?;
+                match step {
+                    MSG_SYNC_STEP_1 => Frame::SyncStep1(decode_state_vector(payload)?),
+                    MSG_SYNC_STEP_2 => Frame::SyncStep2(payload.to_vec()),
+                    MSG_SYNC_UPDATE => Frame::Update(payload.to_vec()),
+                    other => return Err(FrameError(format!("unknown sync message type {other}"))),
+                }
+            }
             yrs::sync::protocol::MSG_AWARENESS => {
                 Frame::Awareness(dec.read_buf().map_err(err)?.to_vec())
             }
@@ -110,6 +118,13 @@ impl Frame {
             },
             other => return Err(FrameError(format!("unknown message type {other}"))),
         };
+        let rest = dec.read_to_end().map_err(err)?;
+        if !rest.is_empty() {
+            return Err(FrameError(format!(
+                "{} bytes after the message",
+                rest.len()
+            )));
+        }
         Ok(frame)
     }
 
@@ -122,6 +137,19 @@ impl Frame {
 /// Encodes a state vector (v1) — the payload of sync step 1.
 pub fn encode_state_vector(sv: &StateVector) -> Vec<u8> {
     sv.encode_v1()
+}
+
+/// Decodes a state vector (v1), refusing one that declares more entries than it has bytes.
+pub fn decode_state_vector(bytes: &[u8]) -> Result<StateVector, FrameError> {
+    declared::check_state_vector(bytes).map_err(FrameError)?;
+    StateVector::decode_v1(bytes).map_err(|e| FrameError(e.to_string()))
+}
+
+/// Decodes an update (v1), refusing one that declares more entries anywhere than it has bytes
+/// (see [`super::declared`]). Every decode of an update from the network goes through here.
+pub fn decode_update(bytes: &[u8]) -> Result<Update, FrameError> {
+    declared::check_update(bytes).map_err(FrameError)?;
+    Update::decode_v1(bytes).map_err(|e| FrameError(e.to_string()))
 }
 
 #[cfg(test)]
@@ -158,6 +186,48 @@ mod tests {
         ] {
             assert!(Frame::decode(bytes).is_err(), "{bytes:?}");
         }
+    }
+
+    #[test]
+    fn trailing_bytes_are_an_error() {
+        // Found by the `whiteboard_frame` fuzz target: an awareness frame with a byte more
+        // decoded (`fuzz/corpus/whiteboard_frame/regression-trailing-byte`).
+        assert!(Frame::decode(&[1, 2, 3, 0x3f]).is_ok());
+        assert!(Frame::decode(&[1, 2, 3, 0x3f, 0]).is_err());
+        for frame in [
+            Frame::SyncStep1(StateVector::default()),
+            Frame::Update(vec![0, 0]),
+            Frame::Ack { seq: 1 },
+        ] {
+            let mut bytes = frame.encode();
+            bytes.push(7);
+            assert!(Frame::decode(&bytes).is_err(), "{frame:?}");
+        }
+    }
+
+    #[test]
+    fn counts_larger_than_the_bytes_are_refused_before_decoding() {
+        // Found by the `whiteboard_update` fuzz target: an update of six bytes whose client
+        // count made the decoder reserve 11 GB (`fuzz/corpus/whiteboard_update/regression-*`).
+        let err = decode_update(&[0xc5, 0xc5, 0xc5, 0xc5, 0x3d]).expect_err("refused");
+        assert!(err.0.contains("declares"), "{err}");
+        // A state vector in sync step 1: a count of 2^35 in a frame of nine bytes.
+        let frame = [0, 0, 6, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01];
+        assert!(Frame::decode(&frame)
+            .expect_err("refused")
+            .0
+            .contains("declares"));
+        // Real ones still decode.
+        let doc = yrs::Doc::with_client_id(3);
+        let text = doc.get_or_insert_text("t");
+        let update = {
+            use yrs::{Text, Transact};
+            let mut txn = doc.transact_mut();
+            text.insert(&mut txn, 0, "hello");
+            txn.encode_update_v1()
+        };
+        assert!(decode_update(&update).is_ok());
+        assert!(decode_state_vector(&encode_state_vector(&StateVector::default())).is_ok());
     }
 
     #[test]

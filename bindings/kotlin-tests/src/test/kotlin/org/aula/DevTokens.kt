@@ -7,7 +7,9 @@ import javax.crypto.spec.SecretKeySpec
 /**
  * Mints access tokens as an application's backend does (docs/protocol.md, "Tokens"): a JWT
  * signed with HS256 by the API secret, the API key as `kid` and `iss`, the role's default
- * grants. The SDK has no way to mint tokens: an app never holds the secret.
+ * grants. `classroomJson` (a JSON object, e.g. `{"mode":"class","lobby":true}`) configures the
+ * room the token opens (docs/protocol.md, "Classroom"). The SDK has no way to mint tokens: an
+ * app never holds the secret.
  */
 object DevTokens {
     const val KEY = "devkey"
@@ -19,6 +21,7 @@ object DevTokens {
         role: ParticipantRole,
         secret: String = SECRET,
         ttlSecs: Long = 600,
+        classroomJson: String? = null,
     ): String {
         val name = role.name.lowercase()
         val publish = when (role) {
@@ -31,7 +34,8 @@ object DevTokens {
         val header = """{"alg":"HS256","typ":"JWT","kid":${json(KEY)}}"""
         val claims = """{"iss":${json(KEY)},"sub":${json(identity)},"room":${json(room)},""" +
             """"role":"$name","grants":{"publish":$publish,"subscribe":true,""" +
-            """"whiteboard_write":$admin,"room_admin":$admin},"iat":$now,"exp":${now + ttlSecs}}"""
+            """"whiteboard_write":$admin,"room_admin":$admin},"iat":$now,"exp":${now + ttlSecs}""" +
+            (classroomJson?.let { ""","classroom":$it""" } ?: "") + "}"
         val signingInput = "${b64(header.toByteArray())}.${b64(claims.toByteArray())}"
         val mac = Mac.getInstance("HmacSHA256")
         mac.init(SecretKeySpec(secret.toByteArray(), "HmacSHA256"))

@@ -1,0 +1,4 @@
+//! libFuzzer entry point of [`aula_fuzz::targets::webhook`] (what it covers is documented there).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| aula_fuzz::targets::webhook::run(data));
