@@ -238,6 +238,7 @@ async fn run_async(args: JoinArgs, publish: Publish) -> anyhow::Result<()> {
         .duration
         .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
     let mut status = tokio::time::interval(Duration::from_secs(1));
+    let mut history = ReceivedHistory::default();
     let ended_by_server = loop {
         let sleep_until_deadline = async {
             match deadline {
@@ -248,7 +249,11 @@ async fn run_async(args: JoinArgs, publish: Publish) -> anyhow::Result<()> {
         tokio::select! {
             _ = sleep_until_deadline => break None,
             _ = tokio::signal::ctrl_c() => break None,
-            _ = status.tick() => print_status(room.placement(), &room.stats(), interactive),
+            _ = status.tick() => {
+                let stats = room.stats();
+                history.note(&stats);
+                print_status(room.placement(), &stats, interactive);
+            }
             Some(err) = publisher.failures.recv() => break Some(format!("{err:#}")),
             Some(event) = lost.recv() => match event {
                 DeviceEvent::Lost { kind, id, reason } => {
@@ -309,7 +314,7 @@ async fn run_async(args: JoinArgs, publish: Publish) -> anyhow::Result<()> {
     if let Some(greeted) = greeted {
         greeted.abort();
     }
-    let stats = room.stats();
+    let stats = history.completed(room.stats());
     let classroom = lock(&log).document(Instant::now());
     let identity = me.identity.clone();
     let room_name = room.info().name;
@@ -641,6 +646,29 @@ fn print_status(placement: Placement, stats: &RoomStats, interactive: bool) {
     }
 }
 
+/// Every track received during the session, with the latest figures seen for it.
+/// `Room::stats` lists the tracks subscribed now; a publisher that left before this participant
+/// did still belongs in the stats file, with what it delivered while it was there.
+#[derive(Default)]
+struct ReceivedHistory(std::collections::BTreeMap<String, ReceivedStats>);
+
+impl ReceivedHistory {
+    /// Takes the figures of the tracks `stats` lists.
+    fn note(&mut self, stats: &RoomStats) {
+        for received in &stats.received {
+            self.0
+                .insert(received.track_sid.0.clone(), received.clone());
+        }
+    }
+
+    /// `last` with the tracks that ended before it added, in track id order.
+    fn completed(mut self, mut last: RoomStats) -> RoomStats {
+        self.note(&last);
+        last.received = self.0.into_values().collect();
+        last
+    }
+}
+
 /// What the stats file calls a received track: `audio`, `video` (a camera) or `screen`.
 fn received_kind(received: &ReceivedStats) -> &'static str {
     match (received.kind, received.source) {
@@ -725,15 +753,15 @@ mod tests {
         assert!(parse_percent("lots").is_err());
     }
 
-    #[test]
-    fn screen_shares_are_their_own_kind_in_the_stats_file() {
-        let received = |kind, source| ReceivedStats {
+    /// A received track's figures, as the core reports them.
+    fn received_track(sid: &str, source: TrackSource, frames_decoded: u64) -> ReceivedStats {
+        ReceivedStats {
             participant_id: aula_protocol::ParticipantId("PA_1".into()),
             from: "t1".into(),
-            track_sid: aula_protocol::TrackSid("TR_1".into()),
-            kind,
+            track_sid: aula_protocol::TrackSid(sid.into()),
+            kind: source.kind(),
             source,
-            frames_decoded: 3,
+            frames_decoded,
             frames_stamped_ok: 0,
             latency_ms: Default::default(),
             freezes: 0,
@@ -752,19 +780,52 @@ mod tests {
             layer: None,
             width: 1920,
             height: 1080,
-        };
-        let stats = RoomStats {
+        }
+    }
+
+    fn room_stats(received: Vec<ReceivedStats>) -> RoomStats {
+        RoomStats {
             join_ms: 1.0,
             send_estimate: None,
             receive_recovery: Default::default(),
             sink_failures: 0,
             published: Vec::new(),
-            received: vec![
-                received(MediaKind::Video, TrackSource::ScreenShare),
-                received(MediaKind::Video, TrackSource::Camera),
-                received(MediaKind::Audio, TrackSource::Microphone),
-            ],
-        };
+            received,
+        }
+    }
+
+    #[test]
+    fn a_track_that_ended_before_leaving_stays_in_the_stats_file() {
+        let mut history = ReceivedHistory::default();
+        history.note(&room_stats(vec![
+            received_track("TR_1", TrackSource::Camera, 10),
+            received_track("TR_2", TrackSource::ScreenShare, 5),
+        ]));
+        history.note(&room_stats(vec![
+            received_track("TR_1", TrackSource::Camera, 40),
+            received_track("TR_2", TrackSource::ScreenShare, 20),
+        ]));
+        // The screen share's publisher left; the camera is still there, further on.
+        let last = history.completed(room_stats(vec![received_track(
+            "TR_1",
+            TrackSource::Camera,
+            55,
+        )]));
+        let frames: Vec<(String, u64)> = last
+            .received
+            .iter()
+            .map(|r| (r.track_sid.0.clone(), r.frames_decoded))
+            .collect();
+        assert_eq!(frames, vec![("TR_1".into(), 55), ("TR_2".into(), 20)]);
+    }
+
+    #[test]
+    fn screen_shares_are_their_own_kind_in_the_stats_file() {
+        let stats = room_stats(vec![
+            received_track("TR_1", TrackSource::ScreenShare, 3),
+            received_track("TR_1", TrackSource::Camera, 3),
+            received_track("TR_1", TrackSource::Microphone, 3),
+        ]);
         let document = stats_document("s1", "r1", &stats);
         let kinds: Vec<&str> = document["received"]
             .as_array()
