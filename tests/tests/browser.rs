@@ -31,6 +31,12 @@ async fn browser_turn() -> (
 ) {
     static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let suite = support::shared().await;
+    check_browser_setup();
+    (suite, TURN.lock().await)
+}
+
+/// Fails with what to install when the browser tests cannot run.
+fn check_browser_setup() {
     let dir = browser_dir();
     assert!(
         dir.join("node_modules/playwright-core").exists(),
@@ -42,12 +48,14 @@ async fn browser_turn() -> (
         std::path::Path::new(&chromium).exists(),
         "Chromium is needed at {chromium} (Debian package `chromium`; scripts/test.sh installs it)"
     );
-    (suite, TURN.lock().await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_and_a_core_participant_see_each_other() {
-    let _turn = browser_turn().await;
+    // The browser must climb to the top simulcast layer on its downlink estimate, a figure
+    // of the media path's timing: it runs alone, like the other tests that measure that path.
+    check_browser_setup();
+    let _alone = support::exclusive().await;
     let dir = browser_dir();
     support::init_test_log();
     let server = Server::start(ServerConfig::dev(0, 0)).await.unwrap();
