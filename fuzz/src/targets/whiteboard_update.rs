@@ -28,6 +28,7 @@ fn limits() -> WhiteboardLimits {
         max_text_bytes: 256,
         max_id_bytes: 64,
         max_updates_per_second: 200,
+        ..WhiteboardLimits::default()
     }
 }
 
