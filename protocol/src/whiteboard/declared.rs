@@ -53,6 +53,19 @@ fn fits(cursor: &Cursor<'_>, count: u64, what: &str) -> Result<(), Refused> {
     Ok(())
 }
 
+/// Client ids are 53-bit numbers (what a JavaScript number holds exactly); yrs asserts it of
+/// every id it decodes.
+const MAX_CLIENT_ID: u64 = (1 << 53) - 1;
+
+/// Reads a client id, refusing one wider than 53 bits.
+fn client_id(c: &mut Cursor<'_>) -> Step<u64> {
+    let id: u64 = read!(c.read_var());
+    if id > MAX_CLIENT_ID {
+        return Err(format!("client id {id} is wider than 53 bits"));
+    }
+    Ok(Ok(id))
+}
+
 /// Checks an update (v1): its clients, each client's blocks, `Any` contents.
 pub(crate) fn check_update(bytes: &[u8]) -> Result<(), Refused> {
     update(&mut Cursor::new(bytes)).map(|_| ())
@@ -60,20 +73,35 @@ pub(crate) fn check_update(bytes: &[u8]) -> Result<(), Refused> {
 
 /// Checks a state vector (v1).
 pub(crate) fn check_state_vector(bytes: &[u8]) -> Result<(), Refused> {
-    let mut cursor = Cursor::new(bytes);
-    if let Ok(count) = cursor.read_var::<u32>() {
-        fits(&cursor, u64::from(count), "state vector")?;
+    state_vector(&mut Cursor::new(bytes)).map(|_| ())
+}
+
+/// A state vector: a count, then per entry a client id and its clock.
+fn state_vector(c: &mut Cursor<'_>) -> Step<()> {
+    let count: u32 = read!(c.read_var());
+    fits(c, u64::from(count), "state vector")?;
+    for _ in 0..count {
+        step!(client_id(c));
+        let _clock: u32 = read!(c.read_var());
     }
-    Ok(())
+    Ok(Ok(()))
 }
 
 /// Checks an awareness update.
 pub(crate) fn check_awareness(bytes: &[u8]) -> Result<(), Refused> {
-    let mut cursor = Cursor::new(bytes);
-    if let Ok(count) = cursor.read_var::<usize>() {
-        fits(&cursor, count as u64, "awareness update")?;
+    awareness(&mut Cursor::new(bytes)).map(|_| ())
+}
+
+/// An awareness update: a count, then per entry a client id, a clock and a JSON string.
+fn awareness(c: &mut Cursor<'_>) -> Step<()> {
+    let count: usize = read!(c.read_var());
+    fits(c, count as u64, "awareness update")?;
+    for _ in 0..count {
+        step!(client_id(c));
+        let _clock: u32 = read!(c.read_var());
+        let _json: &str = read!(c.read_string());
     }
-    Ok(())
+    Ok(Ok(()))
 }
 
 fn update(c: &mut Cursor<'_>) -> Step<()> {
@@ -81,14 +109,23 @@ fn update(c: &mut Cursor<'_>) -> Step<()> {
     fits(c, u64::from(clients), "update")?;
     for _ in 0..clients {
         let blocks: u32 = read!(c.read_var());
-        let _client: u64 = read!(c.read_var());
+        step!(client_id(c));
         let _clock: u32 = read!(c.read_var());
         fits(c, u64::from(blocks), "client")?;
         for _ in 0..blocks {
             step!(block(c));
         }
     }
-    // The delete set reserves nothing ahead.
+    // The delete set reserves nothing ahead, but names clients.
+    let deleted: u32 = read!(c.read_var());
+    for _ in 0..deleted {
+        step!(client_id(c));
+        let ranges: u32 = read!(c.read_var());
+        for _ in 0..ranges {
+            let _clock: u32 = read!(c.read_var());
+            let _len: u32 = read!(c.read_var());
+        }
+    }
     Ok(Ok(()))
 }
 
@@ -116,7 +153,7 @@ fn block(c: &mut Cursor<'_>) -> Step<()> {
     }
     for flag in [HAS_ORIGIN, HAS_RIGHT_ORIGIN] {
         if info & flag != 0 {
-            let _client: u64 = read!(c.read_var());
+            step!(client_id(c));
             let _clock: u32 = read!(c.read_var());
         }
     }
@@ -342,6 +379,39 @@ mod tests {
         assert!(check_update(&json).expect_err("refused").contains("JSON"));
         assert!(check_state_vector(&[0x80, 0x80, 0x80, 0x80, 0x08]).is_err());
         assert!(check_awareness(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10]).is_err());
+    }
+
+    #[test]
+    fn client_ids_wider_than_53_bits_are_refused() {
+        // One awareness entry: client 2^53, clock 1, "{}" (found by `whiteboard_client`).
+        let mut bytes = vec![1];
+        let mut id = 1u64 << 53;
+        while id >= 0x80 {
+            bytes.push((id as u8 & 0x7f) | 0x80);
+            id >>= 7;
+        }
+        bytes.push(id as u8);
+        bytes.extend_from_slice(&[1, 2, b'{', b'}']);
+        assert!(check_awareness(&bytes).is_err());
+        assert!(super::super::awareness::decode(&bytes).is_err());
+        let widest_allowed = {
+            let mut b = bytes.clone();
+            b[8] = 0x0f; // 2^53 - 1 ends in ...0x0f after seven 0xff bytes
+            b[1..8].fill(0xff);
+            b
+        };
+        assert!(check_awareness(&widest_allowed).is_ok());
+        // A state vector naming the same client: 1 entry, the id, clock 0.
+        let state_vector: Vec<u8> = bytes[..9].iter().copied().chain([0]).collect();
+        assert!(check_state_vector(&state_vector).is_err());
+        // An update with no blocks whose delete set names it: 0 clients, 1 deleted client, the
+        // id, no ranges.
+        let update: Vec<u8> = [0, 1]
+            .into_iter()
+            .chain(bytes[1..9].iter().copied())
+            .chain([0])
+            .collect();
+        assert!(check_update(&update).is_err());
     }
 
     #[test]
