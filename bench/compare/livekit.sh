@@ -90,8 +90,8 @@ if has_config aula; then
     echo "building aula and aula-server (release)" >&2
     (cd "$ROOT" && cargo build --release --quiet -p aula -p aula-server)
 fi
-AULA_BIN=$ROOT/target/release/aula
-AULA_SERVER_BIN=$ROOT/target/release/aula-server
+AULA_BIN=${AULA_BIN:-$ROOT/target/release/aula}
+AULA_SERVER_BIN=${AULA_SERVER_BIN:-$ROOT/target/release/aula-server}
 
 # --- processes -----------------------------------------------------------------------------
 PIDS=()

@@ -1,7 +1,7 @@
 //! A participant leaves while another stays, media flowing both ways: the server tears the
 //! forwards down without its WebRTC stack complaining. (A sender removed while its forwarder's
 //! packets were still queued made the stack log `Failed to send RTP due to unknown sender id`,
-//! once per queued packet.)
+//! once per queued packet.) And a room dropped without leaving stops every task it started.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -88,4 +88,65 @@ async fn leaving_while_others_stay_sends_nothing_on_a_removed_sender() {
     assert!(unknown.is_empty(), "{} times:\n{unknown:#?}", unknown.len());
     stays.disconnect().await;
     server.shutdown().await;
+}
+
+/// A room dropped without `disconnect` (an app that lets go of it, a task cancelled mid-call)
+/// must not leave its connections running: their driver tasks, sockets and buffers would stay
+/// for the life of the process, and a phone app that rejoins now and then would grow without
+/// bound. The server, on its own runtime here, also sees the participant go at once.
+#[test]
+fn a_room_dropped_without_leaving_stops_everything_it_started() {
+    let _shared = support::shared_blocking();
+    let server_runtime = tokio::runtime::Runtime::new().expect("a runtime for the server");
+    let server = server_runtime
+        .block_on(Server::start(ServerConfig::dev(0, 0)))
+        .expect("server starts");
+    let client_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime for the clients");
+    client_runtime.block_on(async {
+        let (stays, _events) = support::join(&server, "dropped", "stays", Role::Teacher).await;
+        support::publish_camera(&stays, 320, 180, 15).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let tasks = || {
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+        };
+        let before = tasks();
+
+        let (dropped, _events) = support::join(&server, "dropped", "dropped", Role::Student).await;
+        support::publish_camera(&dropped, 320, 180, 15).await;
+        dropped
+            .publish_audio(SyntheticAudioSource::new(440.0), "mic")
+            .await
+            .expect("audio publishes");
+        wait_until("media flows both ways", || {
+            support::stamped_frames_from(&stays, "dropped") >= 5
+                && support::stamped_frames_from(&dropped, "stays") >= 5
+        })
+        .await;
+        let during = tasks();
+        assert!(
+            during > before,
+            "the call runs tasks: {during} during, {before} before"
+        );
+        drop(dropped);
+
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !(stays.remote_participants().is_empty() && tasks() <= before) {
+            assert!(
+                Instant::now() < deadline,
+                "5 s after the drop: {} tasks (before the join {before}, during the call \
+                 {during}); the server still lists {} other participant(s)",
+                tasks(),
+                stays.remote_participants().len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stays.disconnect().await;
+    });
+    server_runtime.block_on(server.shutdown());
 }
