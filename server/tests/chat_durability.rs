@@ -3,9 +3,6 @@
 //! the class's attendance) there, in order, with its sequence number and text.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aula_protocol::token::unix_now;
@@ -13,54 +10,13 @@ use aula_protocol::{ChatMessage, Claims, ClientMessage, Role, ServerMessage, PRO
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
+mod support;
+
+use support::{free_port, Server, Ws};
+
 const ROOM: &str = "chat-durable";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-/// A running `aula-server`, killed when dropped (also when an assertion fails).
-struct Server(Child);
-
-impl Server {
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn start(data_dir: &Path, port: u16) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_aula-server"))
-        .args([
-            "--dev",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--rtc-port",
-            "0",
-            // Every message of the burst must be accepted: the rate limit is not under test.
-            "--max-messages-per-second",
-            "5000",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("aula-server starts");
-    Server(child)
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+/// Every message of the burst must be accepted: the rate limit is not under test.
+const RATE_LIMIT_OFF: &[&str] = &["--max-messages-per-second", "5000"];
 
 /// Joins as `identity` and returns the socket and the chat `joined` carried.
 async fn join(port: u16, identity: &str) -> (Ws, Vec<ChatMessage>) {
@@ -154,7 +110,7 @@ async fn every_acknowledged_chat_message_survives_sigkill() {
         unix_now()
     ));
     let port = free_port();
-    let mut server = start(&data_dir, port);
+    let mut server = Server::start(&data_dir, port, RATE_LIMIT_OFF);
     // Several senders, so that the server's rate limit per participant is not what paces it.
     let senders = 4;
     let mut acked: HashMap<u64, String> = HashMap::new();
@@ -215,7 +171,7 @@ async fn every_acknowledged_chat_message_survives_sigkill() {
     }
 
     let port = free_port();
-    let mut server = start(&data_dir, port);
+    let mut server = Server::start(&data_dir, port, RATE_LIMIT_OFF);
     let (mut ws, recent) = join(port, "late").await;
     assert!(!recent.is_empty(), "a late joiner gets the newest messages");
     let stored = history(&mut ws).await;

@@ -1,9 +1,6 @@
 //! Durability: SIGKILL the real `aula-server` binary in the middle of a burst of whiteboard
 //! edits, restart it on the same data directory, and find every acknowledged edit there.
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aula_protocol::token::unix_now;
@@ -14,34 +11,11 @@ use tokio_tungstenite::tungstenite::Message;
 use yrs::updates::decoder::Decode;
 use yrs::{Doc, StateVector, Transact, Update};
 
+mod support;
+
+use support::{free_port, Server, Ws};
+
 const ROOM: &str = "durable";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-fn start(data_dir: &Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_aula-server"))
-        .args([
-            "--dev",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--rtc-port",
-            "0",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("aula-server starts")
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(port: u16) -> Ws {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -110,7 +84,7 @@ async fn every_acknowledged_edit_survives_sigkill() {
         unix_now()
     ));
     let port = free_port();
-    let mut server = start(&data_dir, port);
+    let mut server = Server::start(&data_dir, port, &[]);
     let mut ws = connect(port).await;
     let board = Board::new(Doc::new());
     load(&mut ws, board.doc()).await;
@@ -165,15 +139,14 @@ async fn every_acknowledged_edit_survives_sigkill() {
         .wait_for(|seq| *seq >= 150)
         .await
         .expect("acks arrive");
-    server.kill().expect("SIGKILL");
-    let _ = server.wait();
+    server.kill();
     let acked = *acked_rx.borrow();
     writer.abort();
     reader.abort();
     assert!(acked < total, "the kill landed in the middle of the burst");
 
     let port = free_port();
-    let mut server = start(&data_dir, port);
+    let mut server = Server::start(&data_dir, port, &[]);
     let mut ws = connect(port).await;
     let restored = Board::new(Doc::new());
     load(&mut ws, restored.doc()).await;
@@ -192,7 +165,6 @@ async fn every_acknowledged_edit_survives_sigkill() {
         items.iter().all(|i| i.points.len() == 16),
         "strokes are whole"
     );
-    let _ = server.kill();
-    let _ = server.wait();
+    server.kill();
     let _ = std::fs::remove_dir_all(&data_dir);
 }
