@@ -3,6 +3,7 @@
 //! tasks, open files and threads before (after a warm-up) and after (after a settle time) must
 //! match.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +21,9 @@ use rand::{Rng, SeedableRng};
 use serde::Serialize;
 
 use crate::harness::{publish, Camera};
-use crate::server_process::{MachineLoad, ProcSample, ServerCounts, ServerOptions, ServerProcess};
+use crate::server_process::{
+    open_file_changes, MachineLoad, ProcSample, ServerCounts, ServerOptions, ServerProcess,
+};
 
 /// Arguments of `aula-bench churn`.
 #[derive(Args, Debug, Clone)]
@@ -70,7 +73,7 @@ pub struct ChurnArgs {
 }
 
 /// The server at one reading.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Reading {
     /// From /proc.
     #[serde(flatten)]
@@ -78,6 +81,8 @@ pub struct Reading {
     /// From /metrics.
     #[serde(flatten)]
     pub counts: ServerCounts,
+    /// Open files by kind (socket, pipe, anonymous inode, path).
+    pub open_file_kinds: BTreeMap<String, u64>,
 }
 
 /// What `churn` measured.
@@ -285,6 +290,7 @@ async fn read(server: &ServerProcess) -> anyhow::Result<Reading> {
     Ok(Reading {
         proc: server.sample()?,
         counts: server.counts().await?,
+        open_file_kinds: server.open_file_kinds()?,
     })
 }
 
@@ -417,8 +423,6 @@ async fn churn_against(
         resident_publisher: !args.no_resident,
         elapsed_s: elapsed.as_secs_f64(),
         joins_per_second: args.joins as f64 / elapsed.as_secs_f64().max(1e-3),
-        before,
-        after,
         rss_growth_kib: growth(after.proc.rss_kib, before.proc.rss_kib),
         rss_growth_share,
         tasks_growth: growth(after.counts.tasks, before.counts.tasks),
@@ -426,6 +430,8 @@ async fn churn_against(
         threads_growth: growth(after.proc.threads, before.proc.threads),
         generator_rss_kib: [generator_before, own_rss_kib()],
         goals,
+        before,
+        after,
     })
 }
 
@@ -470,6 +476,10 @@ fn print_report(r: &ChurnReport) {
         r.before.proc.threads, r.after.proc.threads, r.threads_growth,
         r.after.counts.participants, r.after.counts.rooms
     );
+    let changes = open_file_changes(&r.before.open_file_kinds, &r.after.open_file_kinds);
+    if !changes.is_empty() {
+        println!("open files that changed: {changes}");
+    }
     println!(
         "machine: {} at the start, {} at the end; load generator RSS {} -> {} KiB",
         r.machine_before, r.machine_after, r.generator_rss_kib[0], r.generator_rss_kib[1]

@@ -3,6 +3,7 @@
 //! read from the outside: its resident set, CPU time, open files and threads from Linux's
 //! /proc, and its rooms, participants and async tasks from its `/metrics`.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -152,6 +153,27 @@ impl ServerProcess {
         })
     }
 
+    /// The server's open files by kind: `socket`, `pipe`, an anonymous inode's name
+    /// (`anon_inode:[eventpoll]`) or a file's path, each with how many are open. Compared
+    /// before and after a run, it says what kind of descriptor a growth is.
+    pub fn open_file_kinds(&self) -> anyhow::Result<BTreeMap<String, u64>> {
+        let dir = format!("/proc/{}/fd", self.pid());
+        let mut kinds = BTreeMap::new();
+        for entry in std::fs::read_dir(Path::new(&dir)).with_context(|| format!("reading {dir}"))? {
+            // A descriptor closed while the directory is read is simply not counted.
+            let Ok(target) = entry.and_then(|e| std::fs::read_link(e.path())) else {
+                continue;
+            };
+            let target = target.to_string_lossy().into_owned();
+            let kind = match target.split_once(":[") {
+                Some((kind @ ("socket" | "pipe"), _)) => kind.to_owned(),
+                _ => target,
+            };
+            *kinds.entry(kind).or_insert(0) += 1;
+        }
+        Ok(kinds)
+    }
+
     /// Reads the server's task, room and participant counts from `/metrics`.
     pub async fn counts(&self) -> anyhow::Result<ServerCounts> {
         let text = self
@@ -165,6 +187,23 @@ impl ServerProcess {
             .await?;
         parse_counts(&text)
     }
+}
+
+/// The kinds of open file whose count changed from `before` to `after`, as
+/// `socket 7 -> 8, /data/aula.redb 0 -> 1`; empty when none did.
+pub fn open_file_changes(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> String {
+    let kinds: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    kinds
+        .into_iter()
+        .filter_map(|kind| {
+            let (b, a) = (
+                before.get(kind).copied().unwrap_or(0),
+                after.get(kind).copied().unwrap_or(0),
+            );
+            (b != a).then(|| format!("{kind} {b} -> {a}"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Picks the counts out of the metrics text.
@@ -241,6 +280,20 @@ impl std::fmt::Display for MachineLoad {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_file_changes_name_only_the_kinds_that_changed() {
+        let map = |pairs: &[(&str, u64)]| -> BTreeMap<String, u64> {
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+        };
+        let before = map(&[("socket", 7), ("pipe", 2)]);
+        let after = map(&[("socket", 8), ("pipe", 2), ("/data/aula.redb", 1)]);
+        assert_eq!(
+            open_file_changes(&before, &after),
+            "/data/aula.redb 0 -> 1, socket 7 -> 8"
+        );
+        assert_eq!(open_file_changes(&before, &before), "");
+    }
 
     #[test]
     fn counts_come_from_the_metrics_text() {

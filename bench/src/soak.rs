@@ -5,7 +5,7 @@
 //!
 //! Writes a JSON report (summary and every sample) and a PNG plot of the samples.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,7 +25,9 @@ use serde::Serialize;
 
 use crate::harness::{median, publish, Camera};
 use crate::plot::{self, Line, Panel};
-use crate::server_process::{MachineLoad, ProcSample, ServerCounts, ServerOptions, ServerProcess};
+use crate::server_process::{
+    open_file_changes, MachineLoad, ProcSample, ServerCounts, ServerOptions, ServerProcess,
+};
 use crate::starvation::{
     LastFrames, PublisherView, ReceiverView, StarvationRules, StarvationTally, StarvationWatch,
 };
@@ -155,6 +157,8 @@ pub struct SoakSummary {
     pub fds_at_rest: [u64; 2],
     /// Open files after minus before (at rest): the goal is 0 or less.
     pub fd_growth: i64,
+    /// Open files at rest by kind (socket, pipe, anonymous inode, path), before and after.
+    pub fd_kinds_at_rest: [BTreeMap<String, u64>; 2],
     /// Open files during the classes, medians of the first and last windows.
     pub fds_windows: [f64; 2],
     /// Async tasks at rest, before and after.
@@ -804,6 +808,7 @@ async fn soak_against(
 ) -> anyhow::Result<SoakSummary> {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rest_before = (server.sample()?, server.counts().await?);
+    let fd_kinds_before = server.open_file_kinds()?;
     let seats = seats(classes);
     let publishers: usize = classes.iter().map(|c| c.publishers).sum();
     let load = format!(
@@ -863,6 +868,7 @@ async fn soak_against(
     let decoded_frames = shared.decoded_frames();
     tokio::time::sleep(Duration::from_secs_f64(args.settle_seconds)).await;
     let rest_after = (server.sample()?, server.counts().await?);
+    let fd_kinds_after = server.open_file_kinds()?;
 
     let warmup = warmup_minutes(args);
     let from_s = warmup * 60.0;
@@ -907,6 +913,7 @@ async fn soak_against(
         rss_kib_at_rest: [rest_before.0.rss_kib, rest_after.0.rss_kib],
         fds_at_rest: [rest_before.0.fds, rest_after.0.fds],
         fd_growth: growth(rest_after.0.fds, rest_before.0.fds),
+        fd_kinds_at_rest: [fd_kinds_before, fd_kinds_after],
         fds_windows: fds,
         tasks_at_rest: [rest_before.1.tasks, rest_after.1.tasks],
         tasks_growth: growth(rest_after.1.tasks, rest_before.1.tasks),
@@ -1152,6 +1159,10 @@ fn print_summary(s: &SoakSummary) {
         s.threads_at_rest[0], s.threads_at_rest[1], s.threads_growth,
         s.rooms_after, s.participants_after
     );
+    let changes = open_file_changes(&s.fd_kinds_at_rest[0], &s.fd_kinds_at_rest[1]);
+    if !changes.is_empty() {
+        println!("open files that changed at rest: {changes}");
+    }
     println!(
         "receivers: {} sessions, {} starved ({} episodes, longest silence {:.1} s) [{}]; {} frames decoded",
         s.receiver_sessions,
