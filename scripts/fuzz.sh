@@ -15,7 +15,7 @@
 #   FUZZ_TOOLCHAIN the nightly toolchain to build with (default: nightly; installed with
 #                  rustup when missing). AddressSanitizer and libFuzzer's coverage
 #                  instrumentation are unstable compiler flags; without nightly, the committed
-#                  corpus still runs on stable: cargo test --manifest-path fuzz/Cargo.toml
+#                  corpus still runs on stable: cargo test -p aula-fuzz
 #   FUZZ_PROFILE   release (default: optimised, with debug assertions) or dev (no
 #                  optimisation: builds faster, runs slower)
 #
@@ -44,7 +44,7 @@ if ! rustup run "$toolchain" rustc --version >/dev/null 2>&1; then
   echo "== rustup toolchain install $toolchain"
   if ! rustup toolchain install "$toolchain" --profile minimal; then
     echo "fuzzing needs a nightly toolchain; the corpus alone runs on stable:" >&2
-    echo "  cargo test --manifest-path fuzz/Cargo.toml" >&2
+    echo "  cargo test -p aula-fuzz" >&2
     exit 2
   fi
 fi

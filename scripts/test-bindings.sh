@@ -11,9 +11,13 @@ echo "== bindings: generate Kotlin, Swift, Python"
 scripts/generate-bindings.sh target/bindings
 
 # `cargo test --workspace` already ran the C tests against the default build, where PNG export
-# is unsupported; here they run again with PNG export (feature png).
+# is unsupported; here the unit tests, the header check and the C program that exports the board
+# run again with PNG export (feature png). The C call and class programs, which never touch PNG
+# export, are not run a second time under valgrind (a minute of the suite's time).
 echo "== bindings: C ABI and unit tests with PNG export (cargo test -p aula-ffi --features png)"
-cargo test --locked -q -p aula-ffi --features png
+cargo test --locked -q -p aula-ffi --features png --lib --test c_header
+cargo test --locked -q -p aula-ffi --features png --test c_abi -- \
+  --exact a_c_program_draws_on_the_whiteboard_and_reads_it_back_from_the_other_side
 
 # The library the Python and Kotlin tests load: PNG export on, which they exercise, and
 # otherwise as shipped. Built on its own, after the generation and the tests above (which

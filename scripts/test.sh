@@ -105,14 +105,12 @@ cargo clippy -p aula-protocol -p aula-core -p aula-ffi --lib --no-default-featur
   -- -D warnings
 cargo clippy -p aula-core -p aula-ffi --all-targets --no-default-features --locked -- -D warnings
 cargo clippy -p aula-ffi --all-targets --features png --locked -- -D warnings
+# (The workspace's tests include the replay of every committed fuzz input, crash regressions
+# included, through its target on this toolchain: `aula-fuzz`, fuzz-harness/tests/corpus.rs.
+# Fuzzing itself needs nightly: scripts/fuzz.sh.)
 echo "== cargo test"
 cargo test --workspace --features aula/devices --locked
 scripts/test-bindings.sh
-# Every committed fuzz input (fuzz/corpus, crash regressions included) through its target, on
-# this toolchain: fuzz/ is its own workspace (built in the workspace's target directory, so the
-# dependencies both lockfiles pin alike build once). Fuzzing itself needs nightly: scripts/fuzz.sh.
-echo "== fuzz corpus replay"
-CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}" cargo test --manifest-path fuzz/Cargo.toml --locked
 # The container image (Podman here; base images made with debootstrap), run and called through
 # from the host by the CLI the tests built. The image under test holds the aula-server the tests
 # built (a debug build): a release build would add some 16 CPU-minutes for what this checks, the

@@ -1,4 +1,4 @@
-//! One module per fuzz target; each `run` takes one input, as libFuzzer (`fuzz_targets/`) and
+//! One module per fuzz target; each `run` takes one input, as libFuzzer (`fuzz/fuzz_targets/`) and
 //! the corpus replay test (`tests/corpus.rs`, stable) call it.
 
 pub mod api_bodies;
@@ -19,8 +19,12 @@ pub mod whiteboard_client;
 pub mod whiteboard_frame;
 pub mod whiteboard_update;
 
-/// Every target by name (the name of its `fuzz_targets/` binary and `corpus/` directory).
-pub const ALL: &[(&str, fn(&[u8]))] = &[
+/// A target's entry point: one input, any bytes.
+pub type Run = fn(&[u8]);
+
+/// Every target by name (the name of its `fuzz/fuzz_targets/` binary and `fuzz/corpus/`
+/// directory).
+pub const ALL: &[(&str, Run)] = &[
     ("api_bodies", api_bodies::run),
     ("camera_convert", camera_convert::run),
     ("fec_recovery", fec_recovery::run),

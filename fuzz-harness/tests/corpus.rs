@@ -1,17 +1,22 @@
-//! Replays every committed input in `corpus/<target>/` through its target on the ordinary
+//! Replays every committed input in `fuzz/corpus/<target>/` through its target on the ordinary
 //! toolchain (no libFuzzer, no sanitizer), so CI covers the corpus and every input that once
-//! crashed a target (`regression-*`) without nightly:
+//! crashed a target (`regression-*`) without nightly; part of `cargo test --workspace`:
 //!
 //! ```sh
-//! cargo test --manifest-path fuzz/Cargo.toml --locked
+//! cargo test -p aula-fuzz
 //! ```
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// `fuzz/`: the libFuzzer binaries' manifest and the committed corpus.
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+}
 
 #[test]
 fn every_corpus_input_runs_without_a_panic() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let root = fuzz_dir().join("corpus");
     let mut replayed = 0;
     for (name, run) in aula_fuzz::targets::ALL {
         let dir = root.join(name);
@@ -32,7 +37,7 @@ fn every_corpus_input_runs_without_a_panic() {
 
 #[test]
 fn every_target_has_a_corpus_and_a_binary() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = fuzz_dir();
     let manifest = fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
     for (name, _) in aula_fuzz::targets::ALL {
         assert!(
