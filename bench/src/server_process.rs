@@ -113,8 +113,13 @@ impl ServerProcess {
         // The HTTP client is built with rustls, which wants a crypto provider even for the
         // plain-HTTP requests made here. Installing fails harmlessly when one is set.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // A new connection per request: the server closes a kept-alive connection that has not
+        // upgraded to a WebSocket after a while, and a request sent on it at that moment fails
+        // with "connection closed before message completed" (an hour-long soak lost its run to
+        // one). reqwest does not retry such a request; a connection per sample costs nothing.
         let metrics = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(0)
             .build()
             .context("building the HTTP client")?;
         Ok(Self {

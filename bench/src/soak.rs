@@ -211,6 +211,8 @@ pub struct SoakSummary {
     pub chat_messages: u64,
     /// See `chat_messages`.
     pub chat_failures: u64,
+    /// Samples of the server that failed and were left out (a few in a row end the run).
+    pub missed_samples: u64,
     /// Whether each goal was met.
     pub goals: Goals,
     /// Where the plot and the full report are.
@@ -318,6 +320,8 @@ struct Counters {
     board_clears: AtomicU64,
     chat_messages: AtomicU64,
     chat_failures: AtomicU64,
+    /// Samples of the server that failed (and were left out).
+    missed_samples: AtomicU64,
 }
 
 /// A participant in a room now, as the watch sees it.
@@ -662,10 +666,31 @@ async fn sample_loop(
     let period = Duration::from_secs_f64(shared.args.sample_seconds);
     let mut tick = tokio::time::interval(period);
     let mut last = (Instant::now(), server.sample()?.cpu_s, own_cpu_s());
+    let mut failed_in_a_row = 0;
     while !*stop.borrow() {
         tick.tick().await;
-        let proc = server.sample()?;
-        let counts = server.counts().await?;
+        // One failed reading is a missing sample, not the end of an hour's run; a server that
+        // stops answering (it died) ends the run after a few.
+        let (proc, counts) = match read_server(&server).await {
+            Ok(reading) => {
+                failed_in_a_row = 0;
+                reading
+            }
+            Err(err) if failed_in_a_row + 1 < MAX_FAILED_SAMPLES_IN_A_ROW => {
+                failed_in_a_row += 1;
+                shared
+                    .counters
+                    .missed_samples
+                    .fetch_add(1, Ordering::Relaxed);
+                eprintln!("sample missed: {err:#}");
+                continue;
+            }
+            Err(err) => {
+                return Err(err.context(format!(
+                    "{MAX_FAILED_SAMPLES_IN_A_ROW} samples in a row failed"
+                )))
+            }
+        };
         let now = Instant::now();
         let wall = now.duration_since(last.0).as_secs_f64().max(1e-3);
         let generator_cpu = own_cpu_s();
@@ -693,6 +718,14 @@ async fn sample_loop(
         }
     }
     Ok(samples)
+}
+
+/// Samples that may fail one after another before the run gives up on the server.
+const MAX_FAILED_SAMPLES_IN_A_ROW: u32 = 3;
+
+/// One reading of the server: /proc and /metrics.
+async fn read_server(server: &ServerProcess) -> anyhow::Result<(ProcSample, ServerCounts)> {
+    Ok((server.sample()?, server.counts().await?))
 }
 
 /// The median of `values`, none when empty.
@@ -946,6 +979,7 @@ async fn soak_against(
         board_clears: get(&counters.board_clears),
         chat_messages: get(&counters.chat_messages),
         chat_failures: get(&counters.chat_failures),
+        missed_samples: get(&counters.missed_samples),
         goals: Goals {
             memory_flat: rss_growth_share < 0.05,
             no_fd_growth: rest_after.0.fds <= rest_before.0.fds,
