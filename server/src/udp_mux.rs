@@ -231,12 +231,6 @@ pub fn stun_local_ufrag(datagram: &[u8]) -> Option<&str> {
 /// ephemeral port on several interfaces), active TCP candidates (the server never dials out)
 /// and candidates for RTCP's own component (2): the server multiplexes RTCP with RTP
 /// (`a=rtcp-mux`, which WebRTC requires), so only component 1 carries anything.
-///
-/// The passive TCP candidate, which has the UDP candidate's address and port number, is put
-/// after it: `webrtc`'s ICE agent matches an answer to a check by address alone, taking the
-/// first remote candidate with that address, so with TCP first every answer to a UDP check was
-/// matched to the TCP candidate, found no candidate pair and was logged as an error
-/// ("Success response from invalid candidate pair") on every healthy call.
 pub fn rewrite_candidates(
     sdp: &str,
     announced: SocketAddr,
@@ -244,14 +238,8 @@ pub fn rewrite_candidates(
 ) -> String {
     let mut out = String::with_capacity(sdp.len());
     let mut seen_components = std::collections::HashSet::new();
-    // TCP candidates go after the UDP ones of their block (see above).
-    let mut held_tcp = String::new();
     for line in sdp.split_inclusive('\n') {
         let trimmed = line.trim_end_matches(['\r', '\n']);
-        if !trimmed.starts_with("a=candidate:") {
-            out.push_str(&held_tcp);
-            held_tcp.clear();
-        }
         if let Some(value) = trimmed.strip_prefix("a=candidate:") {
             let mut fields: Vec<&str> = value.split(' ').collect();
             // foundation component transport priority address port "typ" type ...
@@ -282,15 +270,13 @@ pub fn rewrite_candidates(
             let port = target.port().to_string();
             fields[4] = &ip;
             fields[5] = &port;
-            let written = if passive_tcp { &mut held_tcp } else { &mut out };
-            written.push_str("a=candidate:");
-            written.push_str(&fields.join(" "));
-            written.push_str(&line[trimmed.len()..]);
+            out.push_str("a=candidate:");
+            out.push_str(&fields.join(" "));
+            out.push_str(&line[trimmed.len()..]);
             continue;
         }
         out.push_str(line);
     }
-    out.push_str(&held_tcp);
     out
 }
 
@@ -499,38 +485,6 @@ mod tests {
             "the server never dials out"
         );
         assert_eq!(out.matches("a=candidate:").count(), 2);
-    }
-
-    #[test]
-    fn puts_the_tcp_candidate_after_the_udp_one_in_each_section() {
-        let section = |n: u8| {
-            format!(
-                "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:{n}\r\n\
-                 a=candidate:3 1 tcp 1671430143 127.0.0.1 9 typ host tcptype passive\r\n\
-                 a=candidate:1 1 udp 2130706431 127.0.0.1 53211 typ host\r\n\
-                 a=end-of-candidates\r\n"
-            )
-        };
-        let sdp = format!("v=0\r\n{}{}", section(0), section(1));
-        let announced = "203.0.113.7:7881".parse().unwrap();
-        let out = rewrite_candidates(&sdp, announced, Some(announced));
-        let expected_section = |n: u8| {
-            format!(
-                "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:{n}\r\n\
-                 a=candidate:1 1 udp 2130706431 203.0.113.7 7881 typ host\r\n\
-                 a=candidate:3 1 tcp 1671430143 203.0.113.7 7881 typ host tcptype passive\r\n\
-                 a=end-of-candidates\r\n"
-            )
-        };
-        assert_eq!(
-            out,
-            format!("v=0\r\n{}{}", expected_section(0), expected_section(1))
-        );
-        // A TCP candidate last in the description is kept too.
-        let last = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
-                    a=candidate:3 1 tcp 1671430143 127.0.0.1 9 typ host tcptype passive";
-        let out = rewrite_candidates(last, announced, Some(announced));
-        assert!(out.ends_with("tcptype passive"), "{out}");
     }
 
     #[test]

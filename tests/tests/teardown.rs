@@ -86,10 +86,6 @@ async fn leaving_while_others_stay_sends_nothing_on_a_removed_sender() {
         .filter(|l| l.contains("unknown sender id"))
         .collect();
     assert!(unknown.is_empty(), "{} times:\n{unknown:#?}", unknown.len());
-    // A healthy call logs no error at all. (The ICE agent logged "Success response from
-    // invalid candidate pair" for every answer to a check while the server listed its TCP
-    // candidate, which has the UDP candidate's address, first.)
-    assert!(logged.is_empty(), "{} errors:\n{logged:#?}", logged.len());
     stays.disconnect().await;
     server.shutdown().await;
 }

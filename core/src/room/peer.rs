@@ -16,7 +16,7 @@ use rtc::peer_connection::configuration::interceptor_registry::{
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::{RTCConfigurationBuilder, RTCIceTransportPolicy};
-use rtc::peer_connection::sdp::{RTCSdpType, RTCSessionDescription};
+use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::transport::RTCDtlsRole;
 use rtc::peer_connection::transport::{RTCIceCandidateInit, RTCIceServer};
 use tokio::sync::{mpsc, Notify};
@@ -283,20 +283,6 @@ impl ClientPeer {
             TcpDial::Never => Vec::new(),
             TcpDial::Now | TcpDial::Fallback => passive_tcp_candidates(&description.sdp),
         };
-        // A connection without UDP cannot use the UDP candidates, and they would shadow the
-        // TCP candidate of the same address: `webrtc`'s ICE agent matches an answer to a check
-        // by address alone, so the answers to our TCP checks would be matched to the UDP
-        // candidate and logged as errors.
-        let description = if self.tcp == TcpDial::Now {
-            let sdp = without_udp_candidates(&description.sdp);
-            match description.sdp_type {
-                RTCSdpType::Offer => RTCSessionDescription::offer(sdp),
-                _ => RTCSessionDescription::answer(sdp),
-            }
-            .map_err(webrtc_error)?
-        } else {
-            description
-        };
         self.pc
             .set_remote_description(description)
             .await
@@ -340,20 +326,6 @@ impl ClientPeer {
 
 pub(crate) fn webrtc_error(err: webrtc::error::Error) -> RoomError {
     RoomError::WebRtc(err.to_string())
-}
-
-/// `sdp` without its UDP candidates.
-fn without_udp_candidates(sdp: &str) -> String {
-    sdp.split_inclusive('\n')
-        .filter(|line| {
-            !line.strip_prefix("a=candidate:").is_some_and(|value| {
-                value
-                    .split(' ')
-                    .nth(2)
-                    .is_some_and(|transport| transport.eq_ignore_ascii_case("udp"))
-            })
-        })
-        .collect()
 }
 
 /// The passive TCP candidates in `sdp`, with the media section each belongs to.
@@ -410,19 +382,5 @@ mod tests {
         );
         assert_eq!(found[0].sdp_mid.as_deref(), Some("0"));
         assert_eq!(found[0].sdp_mline_index, Some(0));
-    }
-
-    #[test]
-    fn a_tcp_only_connection_drops_the_udp_candidates_and_nothing_else() {
-        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
-                   a=candidate:1 1 udp 2130706431 10.0.0.1 7881 typ host\r\n\
-                   a=candidate:3 1 tcp 1671430143 10.0.0.1 7881 typ host tcptype passive\r\n\
-                   a=end-of-candidates\r\n";
-        assert_eq!(
-            without_udp_candidates(sdp),
-            "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
-             a=candidate:3 1 tcp 1671430143 10.0.0.1 7881 typ host tcptype passive\r\n\
-             a=end-of-candidates\r\n"
-        );
     }
 }
